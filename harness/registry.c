@@ -1,0 +1,22 @@
+/* registry.c — the one table of variants. A new variant: one file, one line here. */
+#include "variant.h"
+
+#include <string.h>
+
+extern const fkm_variant fkm_assign_cpu_ref;
+extern const fkm_variant fkm_update_cpu_ref;
+
+static const fkm_variant *const registry[] = {
+    &fkm_assign_cpu_ref,
+    &fkm_update_cpu_ref,
+};
+
+int fkm_variant_count(void) { return (int)(sizeof registry / sizeof registry[0]); }
+
+const fkm_variant *fkm_variant_at(int i) { return (i >= 0 && i < fkm_variant_count()) ? registry[i] : NULL; }
+
+const fkm_variant *fkm_variant_find(const char *name) {
+  for (int i = 0; i < fkm_variant_count(); i++)
+    if (strcmp(registry[i]->name, name) == 0) return registry[i];
+  return NULL;
+}

@@ -1,0 +1,67 @@
+/* variant.h — the variant registry: the single table of everything that can run.
+ *
+ * A variant is one implementation of one op (assign, update, ...). Adding one
+ * is one file defining a `const fkm_variant` plus one line in registry.c.
+ * The harness owns all input/output buffers (device memory for GPU variants,
+ * host memory for CPU variants); a variant owns only its scratch, allocated in
+ * setup() (untimed) and freed in teardown(). run() is what gets timed: it must
+ * not allocate, must not synchronise the host, and must write every output
+ * element it is responsible for. */
+#ifndef FKM_VARIANT_H
+#define FKM_VARIANT_H
+
+#include "flashkm.h"
+#include "device.h"
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The buffers of one problem. Pointers are device pointers for GPU variants
+ * and host pointers for CPU variants (min_cc == 0).
+ *   assign: in  x [B][N][D] dtype, c [B][K][D] dtype
+ *           out labels [B][N] int32 (nearest centroid; ties to the lowest index)
+ *               dist [B][N] fp32 (squared Euclidean distance to it)
+ *   update: in  x, labels (each in [0, K)), c_old [B][K][D] fp32
+ *           out c_new [B][K][D] fp32 (mean of the cluster's points; an empty
+ *               cluster keeps c_old), counts [B][K] int32 */
+typedef struct {
+  fkm_shape s;
+  const void *x;
+  const void *c;
+  int32_t *labels;
+  float *dist;
+  const int32_t *labels_in;
+  const float *c_old;
+  float *c_new;
+  int32_t *counts;
+  size_t scratch_budget; /* bytes of device scratch a variant may allocate in setup */
+} fkm_problem;
+
+typedef struct fkm_variant {
+  const char *name;    /* "op/idea", e.g. "assign/cublas_gemm" */
+  fkm_op op;
+  const char *summary; /* one line: the idea, and what it improves on */
+  int min_cc;          /* minimum compute capability x10 (80 = sm_80); 0 = CPU variant */
+  int max_cc;          /* maximum compute capability x10 it runs on; 0 = no limit */
+  /* Can it run this shape on this device? FKM_OK or FKM_ERR_NOT_SUPPORTED with
+   * the reason in `why`. May be NULL (supports everything). */
+  fkm_status (*supports)(const fkm_shape *s, const fkm_device *dev, char *why, size_t why_len);
+  /* Untimed: allocate scratch, create handles. *state may stay NULL. May be NULL. */
+  fkm_status (*setup)(const fkm_problem *p, void **state);
+  /* Timed: enqueue the work on `stream` (ignored by CPU variants). */
+  fkm_status (*run)(const fkm_problem *p, void *state, cudaStream_t stream);
+  /* Frees what setup allocated; safe on NULL state. May be NULL. */
+  void (*teardown)(void *state);
+} fkm_variant;
+
+int fkm_variant_count(void);
+const fkm_variant *fkm_variant_at(int i);
+const fkm_variant *fkm_variant_find(const char *name);
+static inline int fkm_variant_is_cpu(const fkm_variant *v) { return v->min_cc == 0; }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

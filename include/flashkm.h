@@ -1,0 +1,54 @@
+/* flashkm.h — the public C types of flashkm: element types, status codes and
+ * the shape of a (batched) k-means problem.
+ *
+ * Everything in the library returns an fkm_status and never exits; the text of
+ * the last error is available from fkm_last_error(). Only the CLI's main()
+ * turns a status into an exit code. */
+#ifndef FLASHKM_H
+#define FLASHKM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  FKM_OK = 0,
+  FKM_ERR_INPUT,         /* bad argument, config, file or data (NaN/Inf, label out of range) */
+  FKM_ERR_NOT_SUPPORTED, /* this variant cannot run this problem on this device */
+  FKM_ERR_OOM,           /* device or host memory exhausted */
+  FKM_ERR_CUDA,          /* a CUDA / cuBLAS call failed, device still usable */
+  FKM_ERR_CUDA_STICKY,   /* the CUDA context is corrupted: nothing more can run */
+  FKM_ERR_NO_DEVICE,     /* a GPU variant was asked for and no GPU is present */
+  FKM_ERR_IO,            /* a file could not be read or written */
+  FKM_ERR_INTERNAL
+} fkm_status;
+
+typedef enum { FKM_F32 = 0, FKM_F16, FKM_BF16, FKM_DTYPE_COUNT } fkm_dtype;
+
+typedef enum { FKM_OP_ASSIGN = 0, FKM_OP_UPDATE, FKM_OP_LLOYD, FKM_OP_FIT, FKM_OP_COUNT } fkm_op;
+
+/* B independent problems, each N points of dimension D and K centroids.
+ * Points are stored [B][N][D], centroids [B][K][D], row-major. */
+typedef struct {
+  int64_t B, N, K, D;
+  fkm_dtype dtype;
+} fkm_shape;
+
+const char *fkm_status_name(fkm_status s);
+const char *fkm_dtype_name(fkm_dtype t);
+const char *fkm_op_name(fkm_op op);
+size_t fkm_dtype_size(fkm_dtype t);
+/* Returns 0 and sets *out on a known name, -1 otherwise. */
+int fkm_dtype_from_name(const char *name, fkm_dtype *out);
+int fkm_op_from_name(const char *name, fkm_op *out);
+
+/* Text of the most recent error set by the library ("" if none). */
+const char *fkm_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
