@@ -37,7 +37,7 @@ typedef struct {
   char **variant_globs;
   int n_globs;
   int64_t *B, *N, *K, *D;
-  int nB, nN, nK, nD;  /* nN / nD are 0 when every data entry is npy and the axis is omitted */
+  int nB, nN, nK, nD;  /* nB / nN / nD are 0 when every data entry is npy and the axis is omitted (from the file) */
   fkm_dtype *dtypes;
   int n_dtypes;
   fkm_data_spec *data;

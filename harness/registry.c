@@ -5,10 +5,16 @@
 
 extern const fkm_variant fkm_assign_cpu_ref;
 extern const fkm_variant fkm_update_cpu_ref;
+extern const fkm_variant fkm_assign_naive;
+extern const fkm_variant fkm_assign_cublas_gemm;
+extern const fkm_variant fkm_update_atomic_scatter;
 
 static const fkm_variant *const registry[] = {
     &fkm_assign_cpu_ref,
     &fkm_update_cpu_ref,
+    &fkm_assign_naive,
+    &fkm_assign_cublas_gemm,
+    &fkm_update_atomic_scatter,
 };
 
 int fkm_variant_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

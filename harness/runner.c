@@ -1,0 +1,632 @@
+/* runner.c — the sweep behind `flashkm run` (see runner.h).
+ *
+ * For each case: check support, build the inputs once per shape (on the GPU
+ * for GPU variants), run once and validate against the fp64 reference (the
+ * output buffers are poisoned first so unwritten elements fail), then warm up
+ * and take samples until the spread is small or the budget is spent. Every
+ * failure becomes the row's status; only a sticky CUDA error (a corrupted
+ * context) ends the sweep, with all finished rows already on disk. */
+#include "runner.h"
+#include "config.h"
+#include "data.h"
+#include "device.h"
+#include "error.h"
+#include "info.h"
+#include "nvtx.h"
+#include "results.h"
+#include "stats.h"
+#include "validate.h"
+#include "variant.h"
+
+#include <cuda_profiler_api.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FKM_SCRATCH_BUDGET ((size_t)4 << 30) /* device scratch a variant may take (cuBLAS baseline tile) */
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Everything shared by the cases of one shape group. */
+typedef struct {
+  int group;
+  fkm_dataset host, dev;
+  int have_host, have_dev;
+  fkm_assign_ref aref;
+  fkm_update_ref uref;
+  int have_aref, have_uref;
+} group_data;
+
+typedef struct {
+  const fkm_config *cfg;
+  fkm_device dev;
+  fkm_ceilings ceil;
+  cudaStream_t stream;
+  cudaEvent_t e0, e1;
+  void *flush_buf;
+  size_t flush_bytes;
+  size_t used_at_start;
+  group_data g;
+  int profile;
+} run_ctx;
+
+static void group_release(group_data *g) {
+  if (g->have_host) fkm_data_free(&g->host);
+  if (g->have_dev) fkm_data_free(&g->dev);
+  if (g->have_aref) fkm_assign_ref_free(&g->aref);
+  if (g->have_uref) fkm_update_ref_free(&g->uref);
+  memset(g, 0, sizeof *g);
+  g->group = -1;
+}
+
+static fkm_status group_prepare(run_ctx *ctx, const fkm_case *c, int on_device) {
+  group_data *g = &ctx->g;
+  if (g->group != c->shape_group) {
+    group_release(g);
+    g->group = c->shape_group;
+  }
+  if (on_device && !g->have_dev) {
+    fkm_nvtx_push("generate data (device)");
+    fkm_status st = fkm_data_make_device(&c->s, &c->data, c->seed, &g->dev);
+    fkm_nvtx_pop();
+    FKM_TRY(st);
+    g->have_dev = 1;
+  }
+  if (!g->have_host) {
+    fkm_status st = g->have_dev ? fkm_data_copy_to_host(&g->dev, &g->host)
+                                : fkm_data_make_host(&c->s, &c->data, c->seed, &g->host);
+    FKM_TRY(st);
+    g->have_host = 1;
+  }
+  if (c->v->op == FKM_OP_ASSIGN && !g->have_aref) {
+    FKM_TRY(fkm_assign_ref_build(&c->s, g->host.x, g->host.c, ctx->cfg->validate_max_rows, &g->aref));
+    g->have_aref = 1;
+  }
+  if (c->v->op == FKM_OP_UPDATE && !g->have_uref) {
+    FKM_TRY(fkm_update_ref_build(&c->s, g->host.x, g->host.labels, g->host.c_old, &g->uref));
+    g->have_uref = 1;
+  }
+  return FKM_OK;
+}
+
+/* Output buffers of one run, host or device. */
+typedef struct {
+  int on_device;
+  int32_t *labels;
+  float *dist;
+  float *c_new;
+  int32_t *counts;
+} outputs;
+
+static void outputs_free(outputs *o) {
+  if (o->on_device) {
+    cudaFree(o->labels);
+    cudaFree(o->dist);
+    cudaFree(o->c_new);
+    cudaFree(o->counts);
+  } else {
+    free(o->labels);
+    free(o->dist);
+    free(o->c_new);
+    free(o->counts);
+  }
+  memset(o, 0, sizeof *o);
+}
+
+static fkm_status outputs_alloc(const fkm_shape *s, fkm_op op, int on_device, outputs *o) {
+  memset(o, 0, sizeof *o);
+  o->on_device = on_device;
+  size_t sizes[4] = {0, 0, 0, 0};
+  if (op == FKM_OP_ASSIGN) {
+    sizes[0] = (size_t)(s->B * s->N) * 4;
+    sizes[1] = (size_t)(s->B * s->N) * 4;
+  } else {
+    sizes[2] = (size_t)(s->B * s->K * s->D) * 4;
+    sizes[3] = (size_t)(s->B * s->K) * 4;
+  }
+  void **ptrs[4] = {(void **)&o->labels, (void **)&o->dist, (void **)&o->c_new, (void **)&o->counts};
+  for (int i = 0; i < 4; i++) {
+    if (!sizes[i]) continue;
+    if (on_device) {
+      FKM_CUDA(cudaMalloc(ptrs[i], sizes[i]));
+    } else {
+      *ptrs[i] = malloc(sizes[i]);
+      if (!*ptrs[i]) return fkm_fail(FKM_ERR_OOM, "cannot allocate %zu bytes of host memory for outputs", sizes[i]);
+    }
+  }
+  return FKM_OK;
+}
+
+/* 0xFF bytes: labels -1, distances and centroids NaN — unwritten elements fail validation. */
+static fkm_status outputs_poison(const fkm_shape *s, fkm_op op, outputs *o) {
+  size_t n1 = (size_t)(s->B * s->N) * 4, n2 = (size_t)(s->B * s->K * s->D) * 4, n3 = (size_t)(s->B * s->K) * 4;
+  if (o->on_device) {
+    if (op == FKM_OP_ASSIGN) {
+      FKM_CUDA(cudaMemset(o->labels, 0xff, n1));
+      FKM_CUDA(cudaMemset(o->dist, 0xff, n1));
+    } else {
+      FKM_CUDA(cudaMemset(o->c_new, 0xff, n2));
+      FKM_CUDA(cudaMemset(o->counts, 0xff, n3));
+    }
+  } else if (op == FKM_OP_ASSIGN) {
+    memset(o->labels, 0xff, n1);
+    memset(o->dist, 0xff, n1);
+  } else {
+    memset(o->c_new, 0xff, n2);
+    memset(o->counts, 0xff, n3);
+  }
+  return FKM_OK;
+}
+
+static fkm_status copy_back(const fkm_shape *s, fkm_op op, const outputs *o, outputs *h) {
+  FKM_TRY(outputs_alloc(s, op, 0, h));
+  if (!o->on_device) {
+    if (op == FKM_OP_ASSIGN) {
+      memcpy(h->labels, o->labels, (size_t)(s->B * s->N) * 4);
+      memcpy(h->dist, o->dist, (size_t)(s->B * s->N) * 4);
+    } else {
+      memcpy(h->c_new, o->c_new, (size_t)(s->B * s->K * s->D) * 4);
+      memcpy(h->counts, o->counts, (size_t)(s->B * s->K) * 4);
+    }
+    return FKM_OK;
+  }
+  if (op == FKM_OP_ASSIGN) {
+    FKM_CUDA(cudaMemcpy(h->labels, o->labels, (size_t)(s->B * s->N) * 4, cudaMemcpyDeviceToHost));
+    FKM_CUDA(cudaMemcpy(h->dist, o->dist, (size_t)(s->B * s->N) * 4, cudaMemcpyDeviceToHost));
+  } else {
+    FKM_CUDA(cudaMemcpy(h->c_new, o->c_new, (size_t)(s->B * s->K * s->D) * 4, cudaMemcpyDeviceToHost));
+    FKM_CUDA(cudaMemcpy(h->counts, o->counts, (size_t)(s->B * s->K) * 4, cudaMemcpyDeviceToHost));
+  }
+  return FKM_OK;
+}
+
+/* Work counted for rates: the FLOPs of the distance GEMM, and the bytes that
+ * must cross device memory at least once. */
+static void work_of(const fkm_shape *s, fkm_op op, double *flops, double *bytes) {
+  double es = (double)fkm_dtype_size(s->dtype);
+  double B = (double)s->B, N = (double)s->N, K = (double)s->K, D = (double)s->D;
+  if (op == FKM_OP_ASSIGN) {
+    *flops = 2.0 * B * N * K * D;
+    *bytes = B * N * D * es + B * K * D * es + B * N * 8.0;
+  } else {
+    *flops = B * N * D;
+    *bytes = B * N * D * es + B * N * 4.0 + B * K * D * 4.0 * 2.0 + B * K * 4.0;
+  }
+}
+
+static size_t device_used(void) {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return total_b - free_b;
+}
+
+typedef struct {
+  fkm_status status;
+  int incorrect;
+  char reason[1024];
+  cJSON *validation;
+  cJSON *timing;
+  int64_t device_bytes;
+  double median_ms;
+} case_result;
+
+static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res) {
+  const fkm_measure_cfg *m = &ctx->cfg->exps[c->exp_index].measure;
+  const int gpu = !fkm_variant_is_cpu(c->v);
+  for (int i = 0; i < m->warmup; i++) FKM_TRY(c->v->run(p, state, ctx->stream));
+  if (gpu) FKM_CUDA(cudaStreamSynchronize(ctx->stream));
+  double *samples = malloc(sizeof(double) * (size_t)m->max_samples);
+  if (!samples) return fkm_fail(FKM_ERR_OOM, "out of host memory");
+  const double t0 = now_s();
+  int n = 0;
+  fkm_stats st = {0};
+  fkm_status err = FKM_OK;
+  while (n < m->max_samples) {
+    if (gpu && m->flush_l2 && ctx->flush_buf) {
+      cudaError_t e = cudaMemsetAsync(ctx->flush_buf, n & 0xff, ctx->flush_bytes, ctx->stream);
+      if (e != cudaSuccess) { err = fkm_cuda_fail_at(e, "cudaMemsetAsync(L2 flush)", __FILE__, __LINE__); break; }
+    }
+    fkm_nvtx_push("sample");
+    double ms;
+    if (gpu) {
+      cudaEventRecord(ctx->e0, ctx->stream);
+      err = c->v->run(p, state, ctx->stream);
+      cudaEventRecord(ctx->e1, ctx->stream);
+      cudaError_t e = cudaEventSynchronize(ctx->e1);
+      float fms = 0;
+      if (err == FKM_OK && e != cudaSuccess) err = fkm_cuda_fail_at(e, "timed run", __FILE__, __LINE__);
+      if (err == FKM_OK) {
+        e = cudaEventElapsedTime(&fms, ctx->e0, ctx->e1);
+        if (e != cudaSuccess) err = fkm_cuda_fail_at(e, "cudaEventElapsedTime", __FILE__, __LINE__);
+      }
+      ms = fms;
+    } else {
+      double a = now_s();
+      err = c->v->run(p, state, ctx->stream);
+      ms = (now_s() - a) * 1e3;
+    }
+    fkm_nvtx_pop();
+    if (err != FKM_OK) break;
+    samples[n++] = ms;
+    if (n >= m->min_samples) {
+      fkm_stats_compute(samples, n, &st);
+      if (st.rel_stdev <= m->noise_target || now_s() - t0 >= m->budget_s) break;
+    }
+  }
+  if (err == FKM_OK) {
+    fkm_stats_compute(samples, n, &st);
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "unit", "ms");
+    cJSON_AddStringToObject(t, "clock", gpu ? "cuda_event" : "host_monotonic");
+    cJSON_AddNumberToObject(t, "samples", n);
+    cJSON_AddNumberToObject(t, "warmup", m->warmup);
+    cJSON_AddBoolToObject(t, "flush_l2", gpu && m->flush_l2 && ctx->flush_buf);
+    cJSON_AddNumberToObject(t, "median", st.median);
+    cJSON_AddNumberToObject(t, "q1", st.q1);
+    cJSON_AddNumberToObject(t, "q3", st.q3);
+    cJSON_AddNumberToObject(t, "min", st.min);
+    cJSON_AddNumberToObject(t, "max", st.max);
+    cJSON_AddNumberToObject(t, "mean", st.mean);
+    cJSON_AddNumberToObject(t, "rel_stdev", st.rel_stdev);
+    cJSON_AddBoolToObject(t, "converged", st.rel_stdev <= m->noise_target);
+    res->timing = t;
+    res->median_ms = st.median;
+  }
+  free(samples);
+  return err;
+}
+
+static cJSON *assign_check_json(const fkm_assign_check *a) {
+  cJSON *v = cJSON_CreateObject();
+  cJSON_AddBoolToObject(v, "ok", a->ok);
+  cJSON_AddNumberToObject(v, "rows_checked", (double)a->rows_checked);
+  cJSON_AddNumberToObject(v, "mismatches", (double)a->mismatches);
+  cJSON_AddNumberToObject(v, "near_ties", (double)a->near_ties);
+  cJSON_AddNumberToObject(v, "bad_distances", (double)a->bad_dist);
+  cJSON_AddNumberToObject(v, "tolerance", a->tol);
+  cJSON_AddNumberToObject(v, "max_excess", a->max_excess);
+  cJSON_AddNumberToObject(v, "max_distance_error", a->max_dist_err);
+  return v;
+}
+
+static cJSON *update_check_json(const fkm_update_check *u) {
+  cJSON *v = cJSON_CreateObject();
+  cJSON_AddBoolToObject(v, "ok", u->ok);
+  cJSON_AddNumberToObject(v, "clusters_checked", (double)u->clusters_checked);
+  cJSON_AddNumberToObject(v, "count_mismatches", (double)u->count_mismatches);
+  cJSON_AddNumberToObject(v, "bad_centroids", (double)u->bad_centroids);
+  cJSON_AddNumberToObject(v, "empty_changed", (double)u->empty_changed);
+  cJSON_AddNumberToObject(v, "max_relative_error", u->max_rel_err);
+  cJSON_AddNumberToObject(v, "max_error_over_tolerance", u->max_err_over_tol);
+  return v;
+}
+
+/* Validation run then timing, with the variant's state alive. */
+static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, outputs *out,
+                                 case_result *res) {
+  const int gpu = !fkm_variant_is_cpu(c->v);
+  FKM_TRY(outputs_poison(&c->s, c->v->op, out));
+  fkm_nvtx_push("validate");
+  fkm_status st = c->v->run(p, state, ctx->stream);
+  if (st == FKM_OK && gpu) {
+    cudaError_t e = cudaStreamSynchronize(ctx->stream);
+    if (e != cudaSuccess) st = fkm_cuda_fail_at(e, "validation run", __FILE__, __LINE__);
+  }
+  fkm_nvtx_pop();
+  FKM_TRY(st);
+  outputs h;
+  st = copy_back(&c->s, c->v->op, out, &h);
+  if (st != FKM_OK) {
+    outputs_free(&h);
+    return st;
+  }
+  if (c->v->op == FKM_OP_ASSIGN) {
+    fkm_assign_check a;
+    fkm_validate_assign(&ctx->g.aref, ctx->g.host.x, h.labels, h.dist, &a);
+    res->validation = assign_check_json(&a);
+    if (!a.ok) {
+      res->incorrect = 1;
+      snprintf(res->reason, sizeof res->reason, "%lld mismatches, %lld bad distances in %lld rows; first: %s",
+               (long long)a.mismatches, (long long)a.bad_dist, (long long)a.rows_checked, a.detail);
+    }
+  } else {
+    fkm_update_check u;
+    fkm_validate_update(&ctx->g.uref, ctx->g.host.c_old, h.c_new, h.counts, &u);
+    res->validation = update_check_json(&u);
+    if (!u.ok) {
+      res->incorrect = 1;
+      snprintf(res->reason, sizeof res->reason, "%lld count mismatches, %lld bad centroids; first: %s",
+               (long long)u.count_mismatches, (long long)u.bad_centroids, u.detail);
+    }
+  }
+  outputs_free(&h);
+  if (res->incorrect) return FKM_OK;
+  if (ctx->profile) {
+    if (gpu) cudaProfilerStart();
+    fkm_nvtx_push("profile");
+    st = c->v->run(p, state, ctx->stream);
+    if (st == FKM_OK && gpu) {
+      cudaError_t e = cudaStreamSynchronize(ctx->stream);
+      if (e != cudaSuccess) st = fkm_cuda_fail_at(e, "profiled run", __FILE__, __LINE__);
+    }
+    fkm_nvtx_pop();
+    if (gpu) cudaProfilerStop();
+    return st;
+  }
+  return time_samples(ctx, c, p, state, res);
+}
+
+static void run_case(run_ctx *ctx, const fkm_case *c, case_result *res) {
+  memset(res, 0, sizeof *res);
+  const fkm_variant *v = c->v;
+  const int gpu = !fkm_variant_is_cpu(v);
+  if (gpu && !ctx->dev.present) {
+    res->status = FKM_ERR_NOT_SUPPORTED;
+    snprintf(res->reason, sizeof res->reason, "%s", ctx->dev.absent_reason);
+    return;
+  }
+  if (gpu && (ctx->dev.cc < v->min_cc || (v->max_cc && ctx->dev.cc > v->max_cc))) {
+    res->status = FKM_ERR_NOT_SUPPORTED;
+    snprintf(res->reason, sizeof res->reason, "needs compute capability %d.%d%s; this device is %d.%d",
+             v->min_cc / 10, v->min_cc % 10, v->max_cc ? " exactly" : " or newer", ctx->dev.cc / 10, ctx->dev.cc % 10);
+    return;
+  }
+  if (v->supports) {
+    char why[512] = "";
+    if (v->supports(&c->s, &ctx->dev, why, sizeof why) != FKM_OK) {
+      res->status = FKM_ERR_NOT_SUPPORTED;
+      snprintf(res->reason, sizeof res->reason, "%s", why[0] ? why : "not supported");
+      return;
+    }
+  }
+  fkm_clear_error();
+  fkm_status st = group_prepare(ctx, c, gpu);
+  outputs out = {0};
+  void *state = NULL;
+  int set_up = 0;
+  if (st == FKM_OK) st = outputs_alloc(&c->s, v->op, gpu, &out);
+  if (st == FKM_OK) {
+    const fkm_dataset *d = gpu ? &ctx->g.dev : &ctx->g.host;
+    fkm_problem p = {.s = c->s, .x = d->x, .c = d->c, .labels = out.labels, .dist = out.dist,
+                     .labels_in = d->labels, .c_old = d->c_old, .c_new = out.c_new, .counts = out.counts,
+                     .scratch_budget = FKM_SCRATCH_BUDGET};
+    if (gpu) {
+      size_t free_b = 0, total_b = 0;
+      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < p.scratch_budget) p.scratch_budget = free_b / 4;
+    }
+    st = v->setup ? v->setup(&p, &state) : FKM_OK;
+    if (st == FKM_OK) {
+      set_up = 1;
+      if (gpu) res->device_bytes = (int64_t)device_used() - (int64_t)ctx->used_at_start;
+      st = run_with_state(ctx, c, &p, state, &out, res);
+    }
+  }
+  if (set_up && v->teardown) v->teardown(state);
+  outputs_free(&out);
+  if (gpu && st != FKM_ERR_CUDA_STICKY) {
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess && st == FKM_OK) st = fkm_cuda_fail_at(e, "end of case", __FILE__, __LINE__);
+  }
+  res->status = st;
+  if (st != FKM_OK) snprintf(res->reason, sizeof res->reason, "%s", fkm_last_error());
+}
+
+static const char *row_status(const case_result *r) {
+  if (r->status == FKM_OK) return r->incorrect ? "incorrect" : "ok";
+  switch (r->status) {
+  case FKM_ERR_NOT_SUPPORTED: return "not_supported";
+  case FKM_ERR_OOM: return "out_of_memory";
+  default: return "error";
+  }
+}
+
+static cJSON *make_row(const run_ctx *ctx, const fkm_case *c, case_result *r, double wall) {
+  cJSON *row = cJSON_CreateObject();
+  cJSON_AddStringToObject(row, "experiment", ctx->cfg->exps[c->exp_index].name);
+  cJSON_AddStringToObject(row, "variant", c->v->name);
+  cJSON_AddStringToObject(row, "op", fkm_op_name(c->v->op));
+  cJSON_AddNumberToObject(row, "B", (double)c->s.B);
+  cJSON_AddNumberToObject(row, "N", (double)c->s.N);
+  cJSON_AddNumberToObject(row, "K", (double)c->s.K);
+  cJSON_AddNumberToObject(row, "D", (double)c->s.D);
+  cJSON_AddStringToObject(row, "dtype", fkm_dtype_name(c->s.dtype));
+  cJSON_AddStringToObject(row, "data", c->data.label);
+  cJSON_AddNumberToObject(row, "seed", (double)c->seed);
+  cJSON_AddStringToObject(row, "status", row_status(r));
+  if (r->reason[0]) cJSON_AddStringToObject(row, "reason", r->reason);
+  else cJSON_AddNullToObject(row, "reason");
+  if (r->status != FKM_OK && r->status != FKM_ERR_NOT_SUPPORTED && r->status != FKM_ERR_OOM)
+    cJSON_AddStringToObject(row, "error_kind", fkm_status_name(r->status));
+  if (r->validation) cJSON_AddItemToObject(row, "validation", r->validation);
+  else cJSON_AddNullToObject(row, "validation");
+  r->validation = NULL;
+  if (r->timing && r->status == FKM_OK && !r->incorrect) {
+    cJSON_AddItemToObject(row, "timing", r->timing);
+    double flops, bytes;
+    work_of(&c->s, c->v->op, &flops, &bytes);
+    double sec = r->median_ms * 1e-3;
+    cJSON *d = cJSON_AddObjectToObject(row, "derived");
+    cJSON_AddNumberToObject(d, "flops", flops);
+    cJSON_AddNumberToObject(d, "bytes", bytes);
+    cJSON_AddNumberToObject(d, "tflops", flops / sec / 1e12);
+    cJSON_AddNumberToObject(d, "gbps", bytes / sec / 1e9);
+    if (ctx->ceil.measured && !fkm_variant_is_cpu(c->v)) {
+      cJSON_AddNumberToObject(d, "share_of_gemm", flops / sec / 1e12 / ctx->ceil.gemm_tflops);
+      cJSON_AddNumberToObject(d, "share_of_copy", bytes / sec / 1e9 / ctx->ceil.copy_gbps);
+    }
+  } else {
+    cJSON_Delete(r->timing);
+    cJSON_AddNullToObject(row, "timing");
+  }
+  r->timing = NULL;
+  if (!fkm_variant_is_cpu(c->v) && r->device_bytes > 0) cJSON_AddNumberToObject(row, "device_bytes", (double)r->device_bytes);
+  else cJSON_AddNullToObject(row, "device_bytes");
+  cJSON_AddNumberToObject(row, "wall_s", wall);
+  if (ctx->profile) cJSON_AddBoolToObject(row, "profiled", 1);
+  return row;
+}
+
+static void shape_text(const fkm_case *c, char *buf, size_t n) {
+  snprintf(buf, n, "%lldx%lldx%lldx%lld %s %s", (long long)c->s.B, (long long)c->s.N, (long long)c->s.K,
+           (long long)c->s.D, fkm_dtype_name(c->s.dtype), c->data.label);
+}
+
+static void print_progress(int i, int n, const fkm_case *c, const case_result *r, double elapsed) {
+  char shape[256], t[64] = "-", eta[64] = "";
+  shape_text(c, shape, sizeof shape);
+  if (r->status == FKM_OK && !r->incorrect && r->median_ms > 0) snprintf(t, sizeof t, "%.4f ms", r->median_ms);
+  if (i < n) {
+    double left = elapsed / i * (n - i);
+    snprintf(eta, sizeof eta, "  eta %dm%02ds", (int)(left / 60), (int)fmod(left, 60));
+  }
+  fprintf(stderr, "[%*d/%d] %-26s %-34s %12s  %s%s\n", n >= 100 ? 3 : 2, i, n, c->v->name, shape, t, row_status(r), eta);
+  if (r->reason[0] && !(r->status == FKM_OK && !r->incorrect)) fprintf(stderr, "        %s\n", r->reason);
+}
+
+static void default_out_path(const fkm_config *cfg, char *buf, size_t n) {
+  snprintf(buf, n, "flashkm_%s.json", cfg->name);
+}
+
+int fkm_run_command(const fkm_run_opts *o) {
+  fkm_config cfg;
+  if (fkm_config_load(o->config_path, &cfg) != FKM_OK) {
+    fprintf(stderr, "flashkm: %s\n", fkm_last_error());
+    return FKM_EXIT_USAGE;
+  }
+  fkm_case *cases = NULL;
+  int n = 0;
+  if (fkm_config_expand(&cfg, o->filter, &cases, &n) != FKM_OK) {
+    fprintf(stderr, "flashkm: %s\n", fkm_last_error());
+    fkm_config_free(&cfg);
+    return FKM_EXIT_USAGE;
+  }
+  if (n == 0) {
+    fprintf(stderr, "flashkm: %s: no case to run%s%s\n", o->config_path, o->filter ? " after --filter " : "",
+            o->filter ? o->filter : "");
+    free(cases);
+    fkm_config_free(&cfg);
+    return FKM_EXIT_USAGE;
+  }
+  if (o->dry_run) {
+    for (int i = 0; i < n; i++) {
+      char shape[256];
+      shape_text(&cases[i], shape, sizeof shape);
+      printf("%4d  %-20s %-26s %s seed=%llu\n", i + 1, cfg.exps[cases[i].exp_index].name, cases[i].v->name, shape,
+             (unsigned long long)cases[i].seed);
+    }
+    printf("%d cases\n", n);
+    free(cases);
+    fkm_config_free(&cfg);
+    return FKM_EXIT_OK;
+  }
+
+  run_ctx ctx;
+  memset(&ctx, 0, sizeof ctx);
+  ctx.cfg = &cfg;
+  ctx.profile = o->profile;
+  ctx.g.group = -1;
+  fkm_device_query(&ctx.dev);
+  int n_gpu = 0;
+  for (int i = 0; i < n; i++) n_gpu += !fkm_variant_is_cpu(cases[i].v);
+  if (n_gpu && !ctx.dev.present && !o->quiet)
+    fprintf(stderr, "flashkm: %s; its %d GPU case(s) will be recorded as not_supported\n", ctx.dev.absent_reason, n_gpu);
+
+  char out_path[1200];
+  if (o->out_path) snprintf(out_path, sizeof out_path, "%s", o->out_path);
+  else default_out_path(&cfg, out_path, sizeof out_path);
+  fkm_results *res = NULL;
+  if (fkm_results_open(out_path, fkm_info_meta(o->argc, o->argv, &cfg, o->filter), fkm_info_device(&ctx.dev), &res) != FKM_OK) {
+    fprintf(stderr, "flashkm: %s\n", fkm_last_error());
+    free(cases);
+    fkm_config_free(&cfg);
+    return FKM_EXIT_USAGE;
+  }
+
+  int exit_code = FKM_EXIT_OK;
+  const char *abort_reason = NULL;
+  char abort_buf[1024];
+  if (n_gpu && ctx.dev.present) {
+    if (cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaEventCreate(&ctx.e0) != cudaSuccess || cudaEventCreate(&ctx.e1) != cudaSuccess) {
+      snprintf(abort_buf, sizeof abort_buf, "cannot create a CUDA stream or events: %s", cudaGetErrorString(cudaGetLastError()));
+      abort_reason = abort_buf;
+    } else {
+      if (!o->quiet) fprintf(stderr, "flashkm: measuring ceilings on %s ...\n", ctx.dev.name);
+      if (fkm_measure_ceilings(&ctx.dev, &ctx.ceil) == FKM_OK) {
+        cJSON *cj = cJSON_CreateObject();
+        cJSON_AddNumberToObject(cj, "copy_gbps", ctx.ceil.copy_gbps);
+        cJSON_AddNumberToObject(cj, "gemm_fp16_tflops", ctx.ceil.gemm_tflops);
+        cJSON_AddStringToObject(cj, "copy_method", "cudaMemcpyAsync device-to-device 1 GiB, best of 10, bytes read + written");
+        cJSON_AddStringToObject(cj, "gemm_method", "cublasGemmEx fp16 in, fp32 compute, 8192^3, best of 6");
+        fkm_results_set_ceilings(res, cj);
+      } else if (!o->quiet) {
+        fprintf(stderr, "flashkm: ceilings not measured: %s\n", fkm_last_error());
+      }
+      ctx.flush_bytes = (size_t)(ctx.dev.l2_bytes > 0 ? ctx.dev.l2_bytes : (64 << 20)) * 2;
+      if (cudaMalloc(&ctx.flush_buf, ctx.flush_bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        ctx.flush_buf = NULL;
+      }
+      ctx.used_at_start = device_used();
+    }
+  }
+
+  const double t_start = now_s();
+  int exp_open = -1;
+  for (int i = 0; i < n && !abort_reason; i++) {
+    const fkm_case *c = &cases[i];
+    if (c->exp_index != exp_open) {
+      if (exp_open >= 0) fkm_nvtx_pop();
+      fkm_nvtx_push(cfg.exps[c->exp_index].name);
+      exp_open = c->exp_index;
+    }
+    char range[256];
+    snprintf(range, sizeof range, "%s", c->v->name);
+    fkm_nvtx_push(range);
+    case_result r;
+    const double t0 = now_s();
+    run_case(&ctx, c, &r);
+    fkm_nvtx_pop();
+    cJSON *row = make_row(&ctx, c, &r, now_s() - t0);
+    if (fkm_results_add_run(res, row) != FKM_OK) {
+      snprintf(abort_buf, sizeof abort_buf, "results file: %s", fkm_last_error());
+      abort_reason = abort_buf;
+    }
+    if (!o->quiet) print_progress(i + 1, n, c, &r, now_s() - t_start);
+    if (r.incorrect || (r.status != FKM_OK && r.status != FKM_ERR_NOT_SUPPORTED && r.status != FKM_ERR_OOM))
+      exit_code = FKM_EXIT_FAILED;
+    if (r.status == FKM_ERR_CUDA_STICKY) {
+      snprintf(abort_buf, sizeof abort_buf, "sticky CUDA error in %s: %s", c->v->name, r.reason);
+      abort_reason = abort_buf;
+    }
+  }
+  if (exp_open >= 0) fkm_nvtx_pop();
+  group_release(&ctx.g);
+  if (abort_reason) {
+    exit_code = FKM_EXIT_ABORTED;
+    fprintf(stderr, "flashkm: sweep aborted: %s (finished rows are in %s)\n", abort_reason, out_path);
+  }
+  if (fkm_results_finish(res, abort_reason ? "aborted" : "complete", abort_reason) != FKM_OK) {
+    fprintf(stderr, "flashkm: %s\n", fkm_last_error());
+    exit_code = FKM_EXIT_ABORTED;
+  }
+  fkm_results_close(res);
+  if (!o->quiet) fprintf(stderr, "flashkm: wrote %s\n", out_path);
+  if (ctx.flush_buf) cudaFree(ctx.flush_buf);
+  if (ctx.e0) cudaEventDestroy(ctx.e0);
+  if (ctx.e1) cudaEventDestroy(ctx.e1);
+  if (ctx.stream) cudaStreamDestroy(ctx.stream);
+  free(cases);
+  fkm_config_free(&cfg);
+  return exit_code;
+}
