@@ -5,16 +5,22 @@
 
 extern const fkm_variant fkm_assign_cpu_ref;
 extern const fkm_variant fkm_update_cpu_ref;
+extern const fkm_variant fkm_assign_flash_wgmma;
 extern const fkm_variant fkm_assign_naive;
 extern const fkm_variant fkm_assign_cublas_gemm;
 extern const fkm_variant fkm_update_atomic_scatter;
+extern const fkm_variant fkm_assign_flash_simt;
+extern const fkm_variant fkm_assign_flash_mma;
 
 static const fkm_variant *const registry[] = {
     &fkm_assign_cpu_ref,
     &fkm_update_cpu_ref,
+    &fkm_assign_flash_wgmma,
     &fkm_assign_naive,
     &fkm_assign_cublas_gemm,
     &fkm_update_atomic_scatter,
+    &fkm_assign_flash_simt,
+    &fkm_assign_flash_mma,
 };
 
 int fkm_variant_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

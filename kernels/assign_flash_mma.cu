@@ -1,0 +1,568 @@
+/* assign_flash_mma.cu — `assign/flash_mma`: FlashAssign on sm_80+ tensor cores.
+ *
+ * What: fused distance + online argmin, FlashAttention-style. A block owns
+ *   BM = 128 points and streams all centroid tiles of BN = 128 through a
+ *   cp.async ring in shared memory; x·c comes from mma.sync m16n8k16 (fp16 or
+ *   bf16 in, fp32 accumulate) fed by ldmatrix, and after each centroid tile the
+ *   accumulators are folded into a running (min score, argmin) per point with
+ *   score = ||c||² − 2·x·c. The N×K distance matrix is never stored.
+ * Why: assign/cublas_gemm writes and re-reads an N×K fp32 matrix; this kernel
+ *   reads X once (small D: X stays resident in shared memory) and C from L2
+ *   once per 128 points, so it is compute-bound for large K and memory-bound
+ *   on X for small K. assign/flash_simt is the same idea on CUDA cores.
+ * Tiling: 128 threads = 4 warps as 2 (points) × 2 (centroids); each warp owns
+ *   a 64×64 block of scores = 4 m16 × 8 n8 mma tiles (128 fp32 accumulators per
+ *   thread). D is split in chunks of 64 (one 128-byte shared row per point or
+ *   centroid, 16-byte pieces XOR-swizzled by row & 7 so ldmatrix and cp.async
+ *   are bank-conflict free). A pipeline "step" is one (centroid tile, D chunk):
+ *     resident mode (D <= 256): X tile of ceil(D/64) chunks loaded once (with
+ *       the first tile's steps), ring of 4 stages × (C chunk 16 KB + ||c||² 512 B);
+ *       D = 128: 98 KB smem, 2 blocks per SM;
+ *     stream mode (D > 256): ring of 3 stages × (X chunk + C chunk + ||c||²),
+ *       97.5 KB: a plain GEMM mainloop over D per centroid tile.
+ *   Only the k16 steps up to D rounded to 16 are computed; the padding is zero.
+ * Loads: cp.async (16 B, zero-fill for tails) when D % 8 == 0 and x, c are
+ *   16-byte aligned; otherwise plain element loads into the same layout.
+ * Ties: each thread visits its columns in increasing centroid order with a
+ *   strict `<`; the 4 lanes of a quad and the 2 warps sharing a row then reduce
+ *   lexicographically on (score, index). ||c||² comes from a small kernel into
+ *   scratch [B][Kpad] (Kpad = K rounded up to 128, +inf in the padding, so a
+ *   zero-padded centroid column scores +inf and can never win). ||x||² is
+ *   summed from the X chunks in shared memory during the first tile. */
+#include "error.h"
+#include "variant.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+namespace {
+
+constexpr int kBM = 128;                      /* points per block */
+constexpr int kBN = 128;                      /* centroids per tile */
+constexpr int kKC = 64;                       /* D elements per chunk = one 128-byte smem row */
+constexpr int kThreads = 128;                 /* 4 warps, 2 x 2, warp tile 64 x 64 */
+constexpr int kRowBytes = kKC * 2;
+constexpr int kXChunkBytes = kBM * kRowBytes; /* 16 KB */
+constexpr int kCChunkBytes = kBN * kRowBytes; /* 16 KB */
+constexpr int kCsqBytes = kBN * 4;
+constexpr int kResidentMaxChunks = 4;         /* X stays in smem while D <= 256 */
+static_assert(kBM == 128 && kBN == 128 && kThreads == 128, "load_chunk maps 128 rows onto 128 threads");
+
+template <bool STREAM>
+struct Pipe {
+  static constexpr int kStages = STREAM ? 3 : 4;
+  static constexpr int kCsqOff = kCChunkBytes + (STREAM ? kXChunkBytes : 0);
+  static constexpr int kStageBytes = kCsqOff + kCsqBytes;
+};
+/* The end-of-kernel reduction (2 warps' (score, index) per row) reuses the ring. */
+static_assert(2 * kBM * 8 <= Pipe<true>::kStageBytes, "reduction scratch must fit in the ring");
+
+static size_t smem_bytes(bool stream, int nch) {
+  if (stream) return (size_t)Pipe<true>::kStages * Pipe<true>::kStageBytes;
+  return (size_t)nch * kXChunkBytes + (size_t)Pipe<false>::kStages * Pipe<false>::kStageBytes;
+}
+
+struct Args {
+  const uint16_t *x, *c; /* fp16 or bf16 bits */
+  const float *csq;      /* [B][Kpad], +inf padding */
+  int32_t *labels;
+  float *dist;
+  int64_t N;
+  int K, D, Kpad;
+  int dp16;              /* D rounded up to 16: the k extent actually computed */
+  int nch;               /* D chunks of 64 */
+  int ntiles;            /* centroid tiles of 128 */
+};
+
+/* ---- centroid norms ---- */
+
+template <int DT>
+__device__ __forceinline__ float bits_to_f32(unsigned short h) {
+  if constexpr (DT == FKM_F16) return __half2float(__ushort_as_half(h));
+  else return __uint_as_float((uint32_t)h << 16);
+}
+
+/* ||c_k||² in fp32, one warp per centroid, into csq[B][Kpad]; +inf for k >= K. */
+template <int DT>
+__global__ void __launch_bounds__(256) mma_centroid_norms(const uint16_t *__restrict__ c, float *__restrict__ csq,
+                                                          int64_t B, int64_t K, int64_t D, int64_t Kpad) {
+  const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (w >= B * Kpad) return; /* warp-uniform */
+  const int64_t b = w / Kpad, k = w - b * Kpad;
+  float s = 0.f;
+  if (k < K) {
+    const uint16_t *row = c + (b * K + k) * D;
+    for (int64_t d = lane; d < D; d += 32) {
+      const float v = bits_to_f32<DT>(__ldg(row + d));
+      s = fmaf(v, v, s);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) csq[w] = k < K ? s : INFINITY;
+}
+
+/* ---- PTX wrappers (sm_80+) ---- */
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+/* 16-byte async copy global -> shared; valid = false zero-fills without reading. */
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)),
+               "r"(valid ? 16 : 0));
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+/* Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, and
+ * lane l receives row l/4, columns 2(l%4), 2(l%4)+1 of each. */
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+#endif
+}
+
+__device__ __forceinline__ void st_shared_v4(uint32_t addr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+
+/* d += A(16x16, row) * B(16x8, col), fp32 accumulate. */
+template <int DT>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (DT == FKM_F16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* Sum of squares of the two 16-bit values packed in w (low half first). */
+template <int DT>
+__device__ __forceinline__ float sq2(uint32_t w, float acc) {
+  const float lo = bits_to_f32<DT>((unsigned short)(w & 0xffffu));
+  const float hi = bits_to_f32<DT>((unsigned short)(w >> 16));
+  return fmaf(hi, hi, fmaf(lo, lo, acc));
+}
+
+/* (s, i) <- lexicographic min of (s, i) and (so, io). */
+__device__ __forceinline__ void lex_min(float &s, int &i, float so, int io) {
+  if (so < s || (so == s && io < i)) {
+    s = so;
+    i = io;
+  }
+}
+
+/* Rows [row0, row0 + 128) × D chunk c of a row-major [nrows][D] matrix into the
+ * smem chunk at shared address dst (128 rows × 128 bytes). 16-byte piece p of
+ * row r lands at r*128 + 16*(p ^ (r & 7)): the 8 rows of an ldmatrix phase hit
+ * 8 different bank groups. Rows >= nrows and columns >= D are zero; pieces >=
+ * npieces (past D rounded to 16) are left alone, they are never read. Thread t
+ * serves piece t & 7 of rows t/8 + 16q, so 8 consecutive threads read one
+ * 128-byte row, and r & 7 is the same for all q. */
+template <bool ASYNC>
+__device__ __forceinline__ void load_chunk(uint32_t dst, const uint16_t *__restrict__ src, int64_t row0,
+                                           int64_t nrows, int D, int c, int npieces, int tid) {
+  const int p = tid & 7, r0 = tid >> 3;
+  if (p >= npieces) return;
+  const int d0 = c * kKC + p * 8;
+  const int64_t first = row0 + r0;
+  const int64_t left64 = nrows - first; /* row r0 + 16q exists iff 16q < left */
+  const int left = (int)(left64 < 0 ? 0 : left64 > 128 ? 128 : left64);
+  const bool dv = d0 < D;
+  int64_t off = first * D + d0;       /* element offset of the piece; used only when valid */
+  const int64_t step = (int64_t)16 * D;
+  dst += r0 * kRowBytes + ((p ^ (r0 & 7)) << 4);
+#pragma unroll
+  for (int q = 0; q < 8; q++, off += step) {
+    const bool rv = q * 16 < left;
+    const uint32_t d = dst + q * 16 * kRowBytes;
+    if constexpr (ASYNC) { /* D % 8 == 0: a piece is entirely inside or outside [0, D) */
+      const bool v = rv && dv;
+      cp_async_16(d, v ? src + off : src, v);
+    } else {
+      uint32_t w[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int da = d0 + 2 * e;
+        const uint32_t lo = (rv && da < D) ? src[off + 2 * e] : 0u;
+        const uint32_t hi = (rv && da + 1 < D) ? src[off + 2 * e + 1] : 0u;
+        w[e] = lo | (hi << 16);
+      }
+      st_shared_v4(d, w[0], w[1], w[2], w[3]);
+    }
+  }
+}
+
+template <int DT, bool STREAM, bool ASYNC>
+__global__ void __launch_bounds__(kThreads, 2) flash_mma_kernel(const Args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  using P = Pipe<STREAM>;
+  constexpr int S = P::kStages;
+  extern __shared__ __align__(128) uint8_t smem[];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp >> 1, wn = warp & 1; /* warp tile: points wm*64.., centroids wn*64.. */
+  const int g = lane >> 2, tq = lane & 3;  /* mma fragment coordinates */
+  const int64_t b = blockIdx.y;
+  const int64_t row0 = (int64_t)blockIdx.x * kBM;
+  const uint16_t *xb = a.x + b * a.N * a.D;
+  const uint16_t *cb = a.c + b * (int64_t)a.K * a.D;
+  const float *csqb = a.csq + b * (int64_t)a.Kpad;
+  uint8_t *const xres = smem;                                    /* resident X chunks (resident mode) */
+  uint8_t *const ring = smem + (STREAM ? 0 : a.nch * kXChunkBytes);
+  const int total = a.ntiles * a.nch; /* pipeline steps: (tile, chunk), chunk fastest */
+
+  /* Producer: loads step `is` into ring slot `islot`. Every call commits one
+   * group (possibly empty), so cp.async.wait_group counts stay uniform. */
+  int is = 0, ij = 0, ic = 0, islot = 0;
+  const uint32_t ring_u = smem_u32(ring), xres_u = smem_u32(xres);
+  auto issue = [&]() {
+    if (is < total) {
+      const uint32_t st = ring_u + islot * P::kStageBytes;
+      const int np = min(8, (a.dp16 - ic * kKC) >> 3);
+      load_chunk<ASYNC>(st, cb, (int64_t)ij * kBN, a.K, a.D, ic, np, tid);
+      if constexpr (STREAM) load_chunk<ASYNC>(st + kCChunkBytes, xb, row0, a.N, a.D, ic, np, tid);
+      else if (ij == 0) load_chunk<ASYNC>(xres_u + ic * kXChunkBytes, xb, row0, a.N, a.D, ic, np, tid);
+      /* ||c||² of the tile rides with its last chunk: it is needed by that step's fold. */
+      if (ic == a.nch - 1 && tid < kCsqBytes / 16)
+        cp_async_16(st + P::kCsqOff + tid * 16, csqb + (int64_t)ij * kBN + tid * 4, true);
+      is++;
+      if (++ic == a.nch) {
+        ic = 0;
+        ij++;
+      }
+      if (++islot == S) islot = 0;
+    }
+    cp_async_commit();
+  };
+
+  float acc[4][8][4];
+#pragma unroll
+  for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+  float best_s[4][2]; /* rows wm*64 + mt*16 + h*8 + g */
+  int best_i[4][2];
+#pragma unroll
+  for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      best_s[mt][h] = INFINITY;
+      best_i[mt][h] = INT32_MAX;
+    }
+  float xsq = 0.f; /* ||x||² of point row0 + tid */
+
+#pragma unroll
+  for (int q = 0; q < S - 1; q++) issue();
+
+  /* Per-lane ldmatrix byte offsets inside a chunk. A (points, row-major m16k16):
+   * lanes 0-15 rows 0-15 at k 0-7, lanes 16-31 rows 0-15 at k 8-15 -> a0..a3.
+   * B (centroids as n, k contiguous = col-major k16n8, two n8 tiles per x4):
+   * lanes 0-7 n 0-7 k 0-7, 8-15 n 0-7 k 8-15, 16-23 n 8-15 k 0-7, 24-31 n 8-15
+   * k 8-15 -> (b0, b1) of n-tile 2p, (b0, b1) of n-tile 2p+1. All rows read by
+   * one lane are congruent to lane & 7 mod 8, hence one swizzle key. */
+  const int swz = lane & 7;
+  const uint32_t a_off = (uint32_t)(wm * 64 + (lane & 15)) * kRowBytes;
+  const int a_hi = lane >> 4;
+  const uint32_t b_off = (uint32_t)(wn * 64 + (lane & 7) + ((lane >> 4) << 3)) * kRowBytes;
+  const int b_hi = (lane >> 3) & 1;
+
+  int cj = 0, cc = 0, cslot = 0; /* consumer: tile, chunk, ring slot */
+  for (int s = 0; s < total; s++) {
+    cp_async_wait<S - 2>(); /* this thread's copies for step s have landed */
+    __syncthreads();        /* everyone's have; and everyone is done with step s-1's slot */
+    issue();                /* refills step s-1's slot with step s+S-1 */
+
+    const uint32_t st_u = ring_u + cslot * P::kStageBytes;
+    const uint32_t x_u = STREAM ? st_u + kCChunkBytes : xres_u + cc * kXChunkBytes;
+    const int nk = min(4, (a.dp16 - cc * kKC) >> 4); /* k16 steps in this chunk */
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+      if (kk < nk) {
+        uint32_t af[4][4];
+        const uint32_t ak = (uint32_t)((2 * kk + a_hi) ^ swz) << 4;
+#pragma unroll
+        for (int mt = 0; mt < 4; mt++)
+          ldsm_x4(x_u + a_off + mt * 16 * kRowBytes + ak, af[mt][0], af[mt][1], af[mt][2], af[mt][3]);
+        const uint32_t bk = (uint32_t)((2 * kk + b_hi) ^ swz) << 4;
+#pragma unroll
+        for (int pr = 0; pr < 4; pr++) {
+          uint32_t b0, b1, b2, b3;
+          ldsm_x4(st_u + b_off + pr * 16 * kRowBytes + bk, b0, b1, b2, b3);
+#pragma unroll
+          for (int mt = 0; mt < 4; mt++) {
+            mma_16816<DT>(acc[mt][2 * pr], af[mt], b0, b1);
+            mma_16816<DT>(acc[mt][2 * pr + 1], af[mt], b2, b3);
+          }
+        }
+      }
+    }
+
+    if (cj == 0) { /* first tile: ||x||² of row tid from this X chunk (zero padding adds 0) */
+      const uint8_t *xrow =
+          (STREAM ? ring + cslot * P::kStageBytes + kCChunkBytes : xres + cc * kXChunkBytes) + tid * kRowBytes;
+      const int np = min(8, (a.dp16 - cc * kKC) >> 3);
+#pragma unroll
+      for (int p = 0; p < 8; p++) {
+        if (p < np) {
+          const uint4 v = *reinterpret_cast<const uint4 *>(xrow + ((p ^ (tid & 7)) << 4));
+          xsq = sq2<DT>(v.w, sq2<DT>(v.z, sq2<DT>(v.y, sq2<DT>(v.x, xsq))));
+        }
+      }
+    }
+
+    if (cc == a.nch - 1) { /* tile complete: fold into the running argmin */
+      const float *cs = reinterpret_cast<const float *>(ring + cslot * P::kStageBytes + P::kCsqOff);
+#pragma unroll
+      for (int nt = 0; nt < 8; nt++) { /* columns in increasing order for every row */
+        const int col = wn * 64 + nt * 8 + tq * 2;
+        const float2 q = *reinterpret_cast<const float2 *>(cs + col);
+        const int k0 = cj * kBN + col;
+#pragma unroll
+        for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const float s0 = fmaf(-2.f, acc[mt][nt][2 * h], q.x);
+            if (s0 < best_s[mt][h]) {
+              best_s[mt][h] = s0;
+              best_i[mt][h] = k0;
+            }
+            const float s1 = fmaf(-2.f, acc[mt][nt][2 * h + 1], q.y);
+            if (s1 < best_s[mt][h]) {
+              best_s[mt][h] = s1;
+              best_i[mt][h] = k0 + 1;
+            }
+            acc[mt][nt][2 * h] = 0.f;
+            acc[mt][nt][2 * h + 1] = 0.f;
+          }
+      }
+    }
+
+    if (++cc == a.nch) {
+      cc = 0;
+      cj++;
+    }
+    if (++cslot == S) cslot = 0;
+  }
+
+  /* The 4 lanes of a quad hold the same rows, interleaved columns. */
+#pragma unroll
+  for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+      for (int o = 1; o <= 2; o <<= 1) {
+        const float so = __shfl_xor_sync(0xffffffffu, best_s[mt][h], o);
+        const int io = __shfl_xor_sync(0xffffffffu, best_i[mt][h], o);
+        lex_min(best_s[mt][h], best_i[mt][h], so, io);
+      }
+
+  /* The 2 warps sharing rows (wn = 0, 1) meet in smem; the ring is free once
+   * every warp has left the main loop (all real copies were waited for). */
+  __syncthreads();
+  float *red_s = reinterpret_cast<float *>(ring); /* [2][kBM] */
+  int *red_i = reinterpret_cast<int *>(ring + 2 * kBM * sizeof(float));
+  if (tq == 0) {
+#pragma unroll
+    for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int r = wm * 64 + mt * 16 + h * 8 + g;
+        red_s[wn * kBM + r] = best_s[mt][h];
+        red_i[wn * kBM + r] = best_i[mt][h];
+      }
+  }
+  __syncthreads();
+  float bs = red_s[tid];
+  int bi = red_i[tid];
+  lex_min(bs, bi, red_s[kBM + tid], red_i[kBM + tid]);
+  const int64_t n = row0 + tid;
+  if (n < a.N) {
+    /* bi stays INT32_MAX only if every score overflowed to +inf. */
+    a.labels[b * a.N + n] = bi < a.K ? bi : 0;
+    a.dist[b * a.N + n] = fmaxf(0.f, xsq + bs);
+  }
+#endif
+}
+
+/* ---- host side ---- */
+
+typedef struct {
+  float *csq; /* [B][Kpad] */
+  int64_t kpad;
+  int stream; /* stream mode (X chunks through the ring) */
+  size_t smem;
+} mma_state;
+
+static int n_chunks(int64_t D) { return (int)((D + kKC - 1) / kKC); }
+
+template <int DT, bool STREAM>
+static fkm_status mma_set_attrs(size_t smem) {
+  FKM_CUDA(cudaFuncSetAttribute(flash_mma_kernel<DT, STREAM, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)smem));
+  FKM_CUDA(cudaFuncSetAttribute(flash_mma_kernel<DT, STREAM, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)smem));
+  /* Ask for the largest shared-memory carveout so that two blocks fit per SM. */
+  FKM_CUDA(cudaFuncSetAttribute(flash_mma_kernel<DT, STREAM, true>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                (int)cudaSharedmemCarveoutMaxShared));
+  FKM_CUDA(cudaFuncSetAttribute(flash_mma_kernel<DT, STREAM, false>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                (int)cudaSharedmemCarveoutMaxShared));
+  return FKM_OK;
+}
+
+static fkm_status mma_supports(const fkm_shape *s, const fkm_device *dev, char *why, size_t n) {
+  if (s->dtype != FKM_F16 && s->dtype != FKM_BF16) {
+    snprintf(why, n, "tensor-core path takes fp16/bf16 only (use assign/flash_simt for fp32)");
+    return FKM_ERR_NOT_SUPPORTED;
+  }
+  if (s->B < 1 || s->N < 1 || s->K < 1 || s->D < 1) {
+    snprintf(why, n, "needs B, N, K, D >= 1");
+    return FKM_ERR_NOT_SUPPORTED;
+  }
+  if (s->B > 65535) {
+    snprintf(why, n, "B=%lld exceeds the grid's y limit 65535", (long long)s->B);
+    return FKM_ERR_NOT_SUPPORTED;
+  }
+  if (s->K > INT32_MAX - kBN || s->D > INT32_MAX / 2 || (s->N + kBM - 1) / kBM > INT32_MAX ||
+      ((s->K + kBN - 1) / kBN) * (int64_t)n_chunks(s->D) > INT32_MAX) {
+    snprintf(why, n, "K or D beyond the int32 index range, or too many tiles");
+    return FKM_ERR_NOT_SUPPORTED;
+  }
+  if (dev && dev->present) {
+    if (dev->cc < 80) {
+      snprintf(why, n, "mma.sync m16n8k16 / cp.async need sm_80+, device is sm_%d", dev->cc);
+      return FKM_ERR_NOT_SUPPORTED;
+    }
+    const size_t need = smem_bytes(true, n_chunks(s->D)); /* the smaller of the two modes' needs */
+    if (dev->smem_per_block_optin < (int64_t)need) {
+      snprintf(why, n, "needs %zu bytes of shared memory per block, device allows %lld", need,
+               (long long)dev->smem_per_block_optin);
+      return FKM_ERR_NOT_SUPPORTED;
+    }
+  }
+  return FKM_OK;
+}
+
+static void mma_teardown(void *state) {
+  mma_state *st = (mma_state *)state;
+  if (!st) return;
+  cudaFree(st->csq);
+  free(st);
+}
+
+static fkm_status mma_setup_into(const fkm_problem *p, mma_state *st) {
+  const fkm_shape *s = &p->s;
+  if (s->dtype != FKM_F16 && s->dtype != FKM_BF16)
+    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_mma: fp16/bf16 only, got %s", fkm_dtype_name(s->dtype));
+  st->kpad = (s->K + kBN - 1) / kBN * kBN;
+  const size_t bytes = (size_t)(s->B * st->kpad) * sizeof(float);
+  if (p->scratch_budget && bytes > p->scratch_budget)
+    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_mma: centroid norms need %zu bytes, budget %zu", bytes,
+                    p->scratch_budget);
+  int dev = 0, optin = 0;
+  FKM_CUDA(cudaGetDevice(&dev));
+  FKM_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const int nch = n_chunks(s->D);
+  st->stream = nch > kResidentMaxChunks || smem_bytes(false, nch) > (size_t)optin;
+  st->smem = smem_bytes(st->stream, nch);
+  if (st->smem > (size_t)optin)
+    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_mma: needs %zu bytes of shared memory, device allows %d",
+                    st->smem, optin);
+  fkm_status rc;
+  if (s->dtype == FKM_F16) rc = st->stream ? mma_set_attrs<FKM_F16, true>(st->smem) : mma_set_attrs<FKM_F16, false>(st->smem);
+  else rc = st->stream ? mma_set_attrs<FKM_BF16, true>(st->smem) : mma_set_attrs<FKM_BF16, false>(st->smem);
+  FKM_TRY(rc);
+  FKM_CUDA(cudaMalloc((void **)&st->csq, bytes));
+  return FKM_OK;
+}
+
+static fkm_status mma_setup(const fkm_problem *p, void **state) {
+  mma_state *st = (mma_state *)calloc(1, sizeof *st);
+  if (!st) return fkm_fail(FKM_ERR_OOM, "assign/flash_mma: out of host memory");
+  fkm_status rc = mma_setup_into(p, st);
+  if (rc != FKM_OK) {
+    mma_teardown(st);
+    return rc;
+  }
+  *state = st;
+  return FKM_OK;
+}
+
+template <int DT, bool STREAM>
+static fkm_status mma_launch(const Args &a, bool async, dim3 grid, size_t smem, cudaStream_t stream) {
+  if (async) flash_mma_kernel<DT, STREAM, true><<<grid, kThreads, smem, stream>>>(a);
+  else flash_mma_kernel<DT, STREAM, false><<<grid, kThreads, smem, stream>>>(a);
+  FKM_CUDA_LAUNCH();
+  return FKM_OK;
+}
+
+template <int DT>
+static fkm_status mma_run_dt(const fkm_problem *p, const mma_state *st, cudaStream_t stream) {
+  const fkm_shape *s = &p->s;
+  const int64_t rows = s->B * st->kpad;
+  mma_centroid_norms<DT><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>((const uint16_t *)p->c, st->csq, s->B,
+                                                                         s->K, s->D, st->kpad);
+  FKM_CUDA_LAUNCH();
+
+  Args a;
+  a.x = (const uint16_t *)p->x;
+  a.c = (const uint16_t *)p->c;
+  a.csq = st->csq;
+  a.labels = p->labels;
+  a.dist = p->dist;
+  a.N = s->N;
+  a.K = (int)s->K;
+  a.D = (int)s->D;
+  a.Kpad = (int)st->kpad;
+  a.dp16 = (int)((s->D + 15) / 16 * 16);
+  a.nch = n_chunks(s->D);
+  a.ntiles = (int)(st->kpad / kBN);
+  /* cp.async needs every 16-byte piece it copies to be 16-byte aligned in global memory. */
+  const bool async = s->D % 8 == 0 && ((uintptr_t)p->x & 15) == 0 && ((uintptr_t)p->c & 15) == 0;
+  const dim3 grid((unsigned)((s->N + kBM - 1) / kBM), (unsigned)s->B);
+  if (st->stream) return mma_launch<DT, true>(a, async, grid, st->smem, stream);
+  return mma_launch<DT, false>(a, async, grid, st->smem, stream);
+}
+
+static fkm_status mma_run(const fkm_problem *p, void *state, cudaStream_t stream) {
+  const mma_state *st = (const mma_state *)state;
+  if (!st) return fkm_fail(FKM_ERR_INTERNAL, "assign/flash_mma: run without setup");
+  if (p->s.dtype == FKM_F16) return mma_run_dt<FKM_F16>(p, st, stream);
+  if (p->s.dtype == FKM_BF16) return mma_run_dt<FKM_BF16>(p, st, stream);
+  return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_mma: fp16/bf16 only, got %s", fkm_dtype_name(p->s.dtype));
+}
+
+} // namespace
+
+extern "C" const fkm_variant fkm_assign_flash_mma = {
+    "assign/flash_mma", FKM_OP_ASSIGN,
+    "FlashAssign on tensor cores: mma.sync m16n8k16 + ldmatrix, cp.async ring of centroid tiles, online argmin",
+    80, 0, mma_supports, mma_setup, mma_run, mma_teardown};

@@ -1,0 +1,870 @@
+/* assign_flash_wgmma.cu — assign/flash_wgmma: fused distance + argmin on Hopper
+ * (sm_90a) with TMA, mbarrier pipelines and wgmma; the N x K distance matrix
+ * never touches memory (Flash-KMeans, arXiv 2603.09229).
+ *
+ * For every point x_n of every batch: label = argmin_k s_k, s_k = ||c_k||^2 - 2 x_n.c_k
+ * (fp32; ties -> lowest k), dist = max(0, ||x_n||^2 + s_label).
+ *
+ * Kernels
+ *   1. cnorm_kernel: ||c_k||^2 in fp32 (from the rounded fp16/bf16 values) into scratch
+ *      cn[B][Kpad], Kpad = ceil(K/128)*128; padded columns k >= K get +inf, so
+ *      s = fmaf(-2, 0, +inf) = +inf can never win a strict '<' (this is the K-tail mask).
+ *   2. flash_assign_kernel: persistent grid (min(#SMs, #items) blocks of 384 threads,
+ *      1 block/SM); work item = (batch b, 128-point tile), item = blockIdx.x + j*gridDim.x.
+ *
+ * Block roles (warp specialisation, setmaxnreg 40 / 232)
+ *   warpgroup 0 (producer): one thread issues every TMA; the other 127 threads exit.
+ *   warpgroups 1, 2 (consumers): rows [64*wg, 64*wg+64) of the block's 128-point tile;
+ *     wgmma.m64n128k16 (fp32 accum) with A = X tile and B = centroid tile, both from
+ *     shared memory through descriptors (K-major, 128-byte swizzle).
+ *
+ * Shared-memory layout (base rounded up to 1024 B; everything 128B-swizzled by TMA)
+ *   An "atom" = 128 rows x 64 elements (128 B per row) = 16 KB; D is split into
+ *   A = ceil(D/64) atoms (columns >= D are zero-filled by TMA, as are rows >= N / >= K:
+ *   3-D tensor maps (D, rows, B) so a box never crosses a batch).
+ *   A "chunk" = CH consecutive atoms (CH = A for D <= 128, CH = 2 above), NCH = ceil(A/CH).
+ *   X ring:  NXS slots of CH atoms (one X chunk of one item each), full/empty mbarriers.
+ *   C ring:  S stages of CH atoms (one chunk of one 128-centroid tile), full/empty mbarriers.
+ *   Config (H100, 227 KB opt-in):
+ *       D <= 64 : CH=1 NCH=1 NXS=4 S=8   (192 KB)   X double/quad buffered
+ *       D <= 128: CH=2 NCH=1 NXS=3 S=4   (224 KB)   X triple buffered
+ *       D <= 256: CH=2 NCH=2 NXS=4 S=3   (224 KB)   X double buffered (2 chunks each)
+ *       D <= 384: CH=2 NCH=3 NXS=3 S=4   (224 KB)   X single buffered, chunk-pipelined
+ *       D <= 512: CH=2 NCH=4 NXS=4 S=3   (224 KB)   X single buffered, chunk-pipelined
+ *   So for D > 256 the X tile (up to 128 x 512) stays resident and the *centroid* tiles
+ *   stream in D-chunks of 128 columns; the X reload between items is pipelined per chunk:
+ *   X chunk c of the next item is loaded as soon as the last centroid tile's chunk c of
+ *   the current item has been consumed (+ an L2 prefetch of the next item's X at the
+ *   start of each item), so it overlaps the remaining chunks + epilogue.
+ *   D > 512 is NOT supported (X would not fit); supports() says so.
+ *
+ * Pipeline (per consumer warpgroup), one "group" = one chunk of one centroid tile:
+ *   wait full(stage) -> wgmma.fence -> ks = min(4*CH, ceil(D/16) - 4*CH*c) wgmmas into
+ *   acc[tile parity] -> commit -> wait_group 1 (=> the previous group is complete) ->
+ *   release previous stage (and the X chunk slot if it was the item's last tile) ->
+ *   if the previous group ended a tile: argmin epilogue on the *other* accumulator set
+ *   (the current tile's wgmmas keep the tensor cores busy meanwhile); if it ended an
+ *   item: quad shuffle reduce and store label/dist.
+ *   Two accumulator sets of 64 fp32 registers each (m64n128), selected at compile time by
+ *   unrolling the tile loop by two.
+ *   ||c||^2 for the epilogue is read with __ldg(float2) from cn (tiny, L1/L2 resident),
+ *   issued before the wait so its latency is hidden; this keeps every smem byte for tiles.
+ *   ||x||^2 is summed from the X tile in shared memory (swizzle-agnostic: a thread sums
+ *   whole 16-byte chunks of its rows) while the first tile's wgmmas run.
+ *
+ * Epilogue: thread (warp w of the warpgroup, lane = 4g + q) holds rows 16w+g and 16w+g+8
+ *   and columns 8j + 2q + {0,1}, j = 0..15 (wgmma D fragment layout); it scans its
+ *   columns in increasing order with a strict '<' (lowest index wins ties), merges into
+ *   the running (min, argmin) with a strict '<' (later tiles have larger indices), and
+ *   the final 4-lane reduce is lexicographic on (score, index).
+ *
+ * Design notes / limits
+ *   * L2->SM traffic for C is 1/BM = 1/128 byte per FLOP (e.g. ~4.3 TB/s at 550 TFLOP/s);
+ *     if Nsight shows lts throughput limiting, the next step is a 2-CTA cluster with TMA
+ *     multicast of the centroid chunks (halves that traffic); not done here.
+ *   * dtype fp16 / bf16 only (wgmma f16/bf16 -> f32); D % 8 == 0 (TMA 16-byte strides);
+ *     D <= 512; compute capability exactly 9.0 (sm_90a features).
+ *   * Accuracy: s is computed in the expanded form, so its absolute error is of order
+ *     eps_fp32 * (||x||^2 + ||c||^2), not relative to the distance itself.
+ *
+ * The sm_90a code is guarded by __CUDA_ARCH_FEAT_SM90_ALL so the file also builds for
+ * other targets (the kernel body traps there; supports() rejects cc != 90).
+ */
+#include "variant.h"
+#include "device.h"
+#include "error.h"
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+#include <math.h>
+#include <new>
+#include <stdint.h>
+#include <string.h>
+#include <stdio.h>
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FKM_FW_SM90A 1
+#endif
+
+namespace {
+
+constexpr int kBM = 128;               /* points per block tile (2 consumer warpgroups x 64) */
+constexpr int kBN = 128;               /* centroids per tile (wgmma N) */
+constexpr int kAtomCols = 64;          /* elements per 128-byte swizzle row */
+constexpr uint32_t kAtomBytes = 128u * 128u; /* 128 rows x 128 B (both X and C boxes) */
+constexpr int kThreads = 384;
+constexpr int kMaxD = 512;
+constexpr int kMaxStages = 8;
+constexpr int kMaxXSlots = 8;
+constexpr uint32_t kBarBytes = 8u * (2u * kMaxStages + 2u * kMaxXSlots);
+constexpr uint32_t kAlignSlack = 1024u;
+
+struct Params {
+  int N, K, D, B;
+  int tiles_n;   /* ceil(N / kBM) */
+  int items;     /* B * tiles_n */
+  int T;         /* ceil(K / kBN) */
+  int kpad;      /* T * kBN */
+  int A;         /* ceil(D / 64) atoms */
+  int KS;        /* ceil(D / 16) k-steps */
+  int CH;        /* atoms per chunk */
+  int NCH;       /* chunks per tile */
+  int NXS;       /* X ring slots */
+  int S;         /* C ring stages */
+  int prefetch_x;/* L2-prefetch the next item's X (single-buffered X) */
+  const float *cnorm;
+  int32_t *labels;
+  float *dist;
+};
+
+/* ---------------------------------------------------------------------------------- */
+/* fp16 / bf16 helpers (valid for every target)                                        */
+
+template <bool kBF16>
+__device__ __forceinline__ float2 pair_to_f2(uint32_t w) {
+  if constexpr (kBF16) {
+    __nv_bfloat162 h;
+    memcpy(&h, &w, 4);
+    return __bfloat1622float2(h);
+  } else {
+    __half2 h;
+    memcpy(&h, &w, 4);
+    return __half22float2(h);
+  }
+}
+
+/* sum of squares of the 8 elements packed in q, added to s */
+template <bool kBF16>
+__device__ __forceinline__ float sumsq8(uint4 q, float s) {
+  float2 f;
+  f = pair_to_f2<kBF16>(q.x); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
+  f = pair_to_f2<kBF16>(q.y); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
+  f = pair_to_f2<kBF16>(q.z); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
+  f = pair_to_f2<kBF16>(q.w); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
+  return s;
+}
+
+/* ||c_k||^2 for k < K, +inf for K <= k < kpad. One warp per (b, k). */
+template <bool kBF16>
+__global__ void __launch_bounds__(256) cnorm_kernel(const uint16_t *__restrict__ c, float *__restrict__ cn,
+                                                    int K, int D, int kpad, long long rows) {
+  const long long r = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const long long b = r / kpad;
+  const int k = (int)(r - b * kpad);
+  if (k >= K) {
+    if (lane == 0) cn[r] = INFINITY;
+    return;
+  }
+  const uint4 *row = reinterpret_cast<const uint4 *>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D);
+  float s = 0.f;
+  for (int v = lane; v < D / 8; v += 32) s = sumsq8<kBF16>(__ldg(row + v), s);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+  if (lane == 0) cn[r] = s;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* sm_90a primitives                                                                    */
+#ifdef FKM_FW_SM90A
+
+constexpr uint32_t kEmptyCount = 8u; /* one arrival per consumer warp (2 WG x 4 warps) */
+
+template <int V>
+struct IntC {
+  static constexpr int value = V;
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+/* arrive (count 1) and add `bytes` to the expected transaction count of the phase */
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("{\n\t.reg .b64 st;\n\tmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n\t}" ::"r"(bar),
+               "r"(bytes)
+               : "memory");
+}
+
+/* plain arrive (release semantics, CTA scope) */
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("{\n\t.reg .b64 st;\n\tmbarrier.arrive.shared::cta.b64 st, [%0];\n\t}" ::"r"(bar) : "memory");
+}
+
+/* wait until the phase with the given parity has completed (acquire, CTA scope) */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do {
+    asm volatile("{\n\t.reg .pred p;\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                 "selp.u32 %0, 1, 0, p;\n\t}"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+  } while (!done);
+}
+
+/* TMA: 3-D tile {c0 (element in D), c1 (row), c2 (batch)} -> shared, completes tx on bar */
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap *map, uint32_t bar, int c0, int c1,
+                                            int c2) {
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+               " [%0], [%1, {%3, %4, %5}], [%2];" ::"r"(dst),
+               "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+               : "memory");
+}
+
+__device__ __forceinline__ void tma_prefetch_3d(const CUtensorMap *map, int c0, int c1, int c2) {
+  asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(c2)
+               : "memory");
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+
+/* Makes the compiler treat every accumulator as (re)written here, so no read of them can
+ * be scheduled before the preceding (volatile) wgmma.wait_group. */
+__device__ __forceinline__ void acc_fence(float (&d)[64]) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i]));
+}
+
+/* Shared-memory matrix descriptor, K-major, 128-byte swizzle:
+ *   bits  0-13 start address >> 4
+ *   bits 16-29 leading-dimension byte offset >> 4: unused for swizzled K-major, set to 1
+ *   bits 32-45 stride-dimension byte offset >> 4: 1024 B between 8-row core-matrix groups
+ *   bits 49-51 base offset = 0 (every atom starts on a 1024-byte boundary)
+ *   bits 62-63 swizzle mode 1 = 128B                                                    */
+constexpr uint64_t kDescHi = (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+__device__ __forceinline__ uint64_t make_desc(uint32_t saddr) { return kDescHi | (uint64_t)((saddr & 0x3FFFFu) >> 4); }
+
+/* D[64x128] (+)= A[64x16] * B[16x128], A and B K-major in shared memory. */
+template <bool kBF16>
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d);
+
+#define FKM_FW_WGMMA_REGS                                                                          \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                       \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "              \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "              \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define FKM_FW_WGMMA_OUTS                                                                          \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+      "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),    \
+      "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),  \
+      "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),  \
+      "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),  \
+      "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]),  \
+      "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]),  \
+      "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),  \
+      "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+
+/* operands: %0..%63 accumulators, %64 A descriptor, %65 B descriptor, %66 scale-d (0: D = A*B)
+ * immediates: scale-a = 1, scale-b = 1, transpose-a = 0 (K-major), transpose-b = 0 (K-major) */
+template <>
+__device__ __forceinline__ void wgmma_m64n128k16<false>(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d) {
+  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " FKM_FW_WGMMA_REGS
+               ", %64, %65, p, 1, 1, 0, 0;\n\t}"
+               : FKM_FW_WGMMA_OUTS
+               : "l"(da), "l"(db), "r"(scale_d)
+               : "memory");
+}
+template <>
+__device__ __forceinline__ void wgmma_m64n128k16<true>(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d) {
+  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FKM_FW_WGMMA_REGS
+               ", %64, %65, p, 1, 1, 0, 0;\n\t}"
+               : FKM_FW_WGMMA_OUTS
+               : "l"(da), "l"(db), "r"(scale_d)
+               : "memory");
+}
+#undef FKM_FW_WGMMA_REGS
+#undef FKM_FW_WGMMA_OUTS
+
+/* One commit group: NK k-steps of 16 over a chunk. A (64 rows of X) and B (128 centroid
+ * rows) chunks consist of 128-row atoms of 128-byte rows; k-step kk lives in atom kk/4 at
+ * byte offset 32*(kk%4) inside the (1024-byte aligned) swizzle pattern. */
+template <bool kBF16, int NK>
+__device__ __forceinline__ void issue_group(float (&d)[64], uint32_t a_base, uint32_t b_base, uint32_t scale0) {
+  wg_fence();
+#pragma unroll
+  for (int kk = 0; kk < NK; ++kk) {
+    const uint32_t koff = (uint32_t)(kk >> 2) * kAtomBytes + (uint32_t)(kk & 3) * 32u;
+    wgmma_m64n128k16<kBF16>(d, make_desc(a_base + koff), make_desc(b_base + koff), kk == 0 ? scale0 : 1u);
+  }
+  wg_commit();
+}
+
+/* Folds one finished 64x128 accumulator tile into the running per-row (min, argmin).
+ * cnv[j] = (||c||^2 of column 8j+2q, of column 8j+2q+1) of this tile. */
+__device__ __forceinline__ void tile_argmin(const float (&acc)[64], const float2 (&cnv)[16], int col0,
+                                            float (&bs)[2], int (&bi)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float lb = INFINITY;
+    int li = 0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const float s0 = fmaf(acc[4 * j + 2 * h + 0], -2.f, cnv[j].x);
+      if (s0 < lb) { lb = s0; li = 8 * j; }
+      const float s1 = fmaf(acc[4 * j + 2 * h + 1], -2.f, cnv[j].y);
+      if (s1 < lb) { lb = s1; li = 8 * j + 1; }
+    }
+    if (lb < bs[h]) { bs[h] = lb; bi[h] = col0 + li; }
+  }
+}
+
+#endif /* FKM_FW_SM90A */
+
+/* ---------------------------------------------------------------------------------- */
+/* the fused kernel                                                                     */
+
+template <bool kBF16>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_assign_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
+                        const Params p) {
+#ifdef FKM_FW_SM90A
+  extern __shared__ uint8_t smem_raw[];
+  /* 1024-byte alignment for the 128B-swizzle atoms (host adds kAlignSlack to the size) */
+  const uint32_t raw_addr = smem_u32(smem_raw);
+  const uint32_t pad = (1024u - (raw_addr & 1023u)) & 1023u;
+  uint8_t *const smem = smem_raw + pad;
+  const uint32_t sbase = raw_addr + pad;
+
+  const uint32_t chunk_bytes = (uint32_t)p.CH * kAtomBytes; /* X slot == C stage size */
+  const uint32_t c_off = (uint32_t)p.NXS * chunk_bytes;
+  const uint32_t bar_off = c_off + (uint32_t)p.S * chunk_bytes;
+  const uint32_t bar0 = sbase + bar_off;
+  auto cfull = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)i; };
+  auto cempty = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(kMaxStages + i); };
+  auto xfull = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(2 * kMaxStages + i); };
+  auto xempty = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(2 * kMaxStages + kMaxXSlots + i); };
+
+  const int warp = (int)(threadIdx.x >> 5);
+  const int lane = (int)(threadIdx.x & 31);
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < p.S; ++i) {
+      mbar_init(cfull(i), 1);
+      mbar_init(cempty(i), kEmptyCount);
+    }
+    for (int i = 0; i < p.NXS; ++i) {
+      mbar_init(xfull(i), 1);
+      mbar_init(xempty(i), kEmptyCount);
+    }
+    /* make the initialised barriers visible to the async proxy (TMA complete_tx) */
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmX)) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmC)) : "memory");
+  }
+  __syncthreads();
+
+  if (warp < 4) {
+    /* ============================== producer warpgroup ============================== */
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;" ::: "memory");
+    if (warp == 0 && lane == 0) {
+      int xs = 0, cs = 0;
+      uint32_t xph = 0, cph = 0;
+      for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
+        const int b = item / p.tiles_n;
+        const int n0 = (item - b * p.tiles_n) * kBM;
+        if (p.prefetch_x) {
+          const int nx = item + (int)gridDim.x;
+          if (nx < p.items) {
+            const int bb = nx / p.tiles_n;
+            const int nn0 = (nx - bb * p.tiles_n) * kBM;
+            for (int a = 0; a < p.A; ++a) tma_prefetch_3d(&tmX, a * kAtomCols, nn0, bb);
+          }
+        }
+        for (int t = 0; t < p.T; ++t) {
+          for (int c = 0; c < p.NCH; ++c) {
+            const int na = min(p.CH, p.A - c * p.CH);
+            if (t == 0) {
+              /* X chunk c of this item -> X slot xs */
+              mbar_wait(xempty(xs), xph ^ 1u);
+              mbar_arrive_expect_tx(xfull(xs), (uint32_t)na * kAtomBytes);
+              const uint32_t dst = sbase + (uint32_t)xs * chunk_bytes;
+              for (int a = 0; a < na; ++a)
+                tma_load_3d(dst + (uint32_t)a * kAtomBytes, &tmX, xfull(xs), (c * p.CH + a) * kAtomCols, n0, b);
+              if (++xs == p.NXS) { xs = 0; xph ^= 1u; }
+            }
+            /* centroid tile t, chunk c -> C stage cs */
+            mbar_wait(cempty(cs), cph ^ 1u);
+            mbar_arrive_expect_tx(cfull(cs), (uint32_t)na * kAtomBytes);
+            const uint32_t dst = sbase + c_off + (uint32_t)cs * chunk_bytes;
+            for (int a = 0; a < na; ++a)
+              tma_load_3d(dst + (uint32_t)a * kAtomBytes, &tmC, cfull(cs), (c * p.CH + a) * kAtomCols, t * kBN, b);
+            if (++cs == p.S) { cs = 0; cph ^= 1u; }
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  /* ============================== consumer warpgroups ============================== */
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;" ::: "memory");
+
+  const int cw = warp - 4;     /* 0..7 */
+  const int wg = cw >> 2;      /* consumer warpgroup 0/1: tile rows [64*wg, 64*wg+64) */
+  const int wq = cw & 3;       /* warp within the warpgroup: rows 16*wq .. 16*wq+15 */
+  const int gq = lane >> 2;    /* row within the 8-row group */
+  const int tq = lane & 3;     /* column pair within each 8-column block */
+  const uint32_t a_row_off = (uint32_t)wg * 64u * 128u; /* 8 KB: multiple of 1024 */
+  const int row0 = wg * 64 + wq * 16 + gq;              /* tile rows row0 and row0 + 8 */
+
+  float acc0[64], acc1[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) { acc0[i] = 0.f; acc1[i] = 0.f; }
+
+  float bs[2] = {INFINITY, INFINITY}; /* running min score of rows row0, row0+8 (this thread's columns) */
+  int bi[2] = {0, 0};                 /* its centroid index */
+  float xn[2] = {0.f, 0.f};           /* partial ||x||^2 of the two rows */
+
+  int cs = 0;        /* C ring position */
+  uint32_t cph = 0;
+  int xs0 = 0;       /* X ring position of chunk 0 of the current item */
+  uint32_t xph0 = 0;
+  int item = blockIdx.x, t = 0;
+  int b = item / p.tiles_n;
+  int n0 = (item - b * p.tiles_n) * kBM;
+
+  /* the previous group (completed by the time the next group's wait_group<1> returns) */
+  bool pv = false;      /* exists */
+  int pv_cs = 0;        /* its C stage */
+  bool pv_xrel = false; /* it was in the item's last tile: release its X slot */
+  int pv_xslot = 0;
+  int pv_col0 = 0;      /* first centroid index of its tile */
+  bool pv_fin = false;  /* it was the item's last group: write the item's results */
+  int pv_b = 0, pv_n0 = 0;
+
+  auto finalize = [&](int fb, int fn0) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float s = bs[h];
+      int k = bi[h];
+#pragma unroll
+      for (int m = 1; m <= 2; m <<= 1) {
+        const float os = __shfl_xor_sync(0xffffffffu, s, m);
+        const int ok = __shfl_xor_sync(0xffffffffu, k, m);
+        if (os < s || (os == s && ok < k)) { s = os; k = ok; }
+      }
+      float xx = xn[h];
+      xx += __shfl_xor_sync(0xffffffffu, xx, 1);
+      xx += __shfl_xor_sync(0xffffffffu, xx, 2);
+      const int n = fn0 + row0 + 8 * h;
+      if (tq == h && n < p.N) {
+        const size_t o = (size_t)fb * (size_t)p.N + (size_t)n;
+        p.labels[o] = k;
+        p.dist[o] = fmaxf(0.f, xx + s);
+      }
+      bs[h] = INFINITY;
+      bi[h] = 0;
+      xn[h] = 0.f;
+    }
+  };
+
+  auto load_cn = [&](float2 (&cnv)[16], int lb, int lcol0) {
+    const float2 *src = reinterpret_cast<const float2 *>(p.cnorm + (size_t)lb * (size_t)p.kpad + (size_t)lcol0 + 2 * tq);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) cnv[j] = __ldg(src + 4 * j);
+  };
+
+  /* One group = chunk c of the current tile, accumulated into the set P. FIRST (c == 0) is
+   * a separate instantiation: only it runs the previous tile's epilogue, and keeping it out
+   * of the chunk loop lets ptxas prove that after wait_group 1 the other accumulator set
+   * has no wgmma in flight (otherwise it serialises every wgmma of the kernel). */
+  auto chunk_step = [&](auto pc, auto firstc, int c) {
+    constexpr int P = decltype(pc)::value;
+    constexpr bool FIRST = decltype(firstc)::value != 0;
+    float(&accN)[64] = P ? acc1 : acc0; /* this tile */
+    float(&accO)[64] = P ? acc0 : acc1; /* previous tile */
+    const int na = min(p.CH, p.A - c * p.CH);
+    const int ks = min(4 * p.CH, p.KS - 4 * p.CH * c);
+    int xslot = xs0 + c;
+    uint32_t xpar = xph0;
+    if (xslot >= p.NXS) { xslot -= p.NXS; xpar ^= 1u; }
+    if (t == 0) mbar_wait(xfull(xslot), xpar);
+    mbar_wait(cfull(cs), cph);
+    __syncwarp();
+
+    const uint32_t a_base = sbase + (uint32_t)xslot * chunk_bytes + a_row_off;
+    const uint32_t b_base = sbase + c_off + (uint32_t)cs * chunk_bytes;
+    const uint32_t scale0 = FIRST ? 0u : 1u; /* the first chunk of a tile overwrites the accumulators */
+    /* straight-line wgmma sequences (a branch between two wgmmas makes ptxas close and
+     * re-open the group around every instruction) */
+    switch (ks) {
+    case 1: issue_group<kBF16, 1>(accN, a_base, b_base, scale0); break;
+    case 2: issue_group<kBF16, 2>(accN, a_base, b_base, scale0); break;
+    case 3: issue_group<kBF16, 3>(accN, a_base, b_base, scale0); break;
+    case 4: issue_group<kBF16, 4>(accN, a_base, b_base, scale0); break;
+    case 5: issue_group<kBF16, 5>(accN, a_base, b_base, scale0); break;
+    case 6: issue_group<kBF16, 6>(accN, a_base, b_base, scale0); break;
+    case 7: issue_group<kBF16, 7>(accN, a_base, b_base, scale0); break;
+    default: issue_group<kBF16, 8>(accN, a_base, b_base, scale0); break;
+    }
+
+    float2 cnv[16];
+    if constexpr (FIRST) load_cn(cnv, pv_b, pv_col0); /* for the previous tile's epilogue */
+
+    wg_wait<1>(); /* everything but the group just committed is complete */
+
+    if (pv) {
+      __syncwarp();
+      if (lane == 0) {
+        mbar_arrive(cempty(pv_cs));
+        if (pv_xrel) mbar_arrive(xempty(pv_xslot));
+      }
+      if constexpr (FIRST) { /* the previous group ended a tile: accO is complete */
+        acc_fence(accO);
+        tile_argmin(accO, cnv, pv_col0 + 2 * tq, bs, bi);
+        if (pv_fin) finalize(pv_b, pv_n0);
+      }
+    }
+
+    if (t == 0) { /* ||x||^2 of this thread's two rows over this chunk's atoms */
+      const uint8_t *xb = smem + (size_t)xslot * chunk_bytes;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t *rp = xb + (size_t)(row0 + 8 * h) * 128u + (size_t)tq * 32u;
+        float s = xn[h];
+        for (int a = 0; a < na; ++a) {
+          const uint4 *q = reinterpret_cast<const uint4 *>(rp + (size_t)a * kAtomBytes);
+          s = sumsq8<kBF16>(q[0], s);
+          s = sumsq8<kBF16>(q[1], s);
+        }
+        xn[h] = s;
+      }
+    }
+
+    pv = true;
+    pv_cs = cs;
+    pv_xrel = (t == p.T - 1);
+    pv_xslot = xslot;
+    pv_col0 = t * kBN;
+    pv_fin = (t == p.T - 1) && (c == p.NCH - 1);
+    pv_b = b;
+    pv_n0 = n0;
+    if (++cs == p.S) { cs = 0; cph ^= 1u; }
+  };
+
+  /* one centroid tile (all its chunks); P = accumulator set of this tile */
+  auto tile_body = [&](auto pc) {
+    chunk_step(pc, IntC<1>{}, 0);
+    for (int c = 1; c < p.NCH; ++c) chunk_step(pc, IntC<0>{}, c);
+  };
+
+  auto advance = [&]() {
+    if (++t == p.T) {
+      t = 0;
+      item += (int)gridDim.x;
+      xs0 += p.NCH;
+      if (xs0 >= p.NXS) { xs0 -= p.NXS; xph0 ^= 1u; }
+      if (item < p.items) {
+        b = item / p.tiles_n;
+        n0 = (item - b * p.tiles_n) * kBM;
+      }
+    }
+  };
+
+  int lastP = 0;
+  for (;;) {
+    tile_body(IntC<0>{});
+    advance();
+    lastP = 0;
+    if (item >= p.items) break;
+    tile_body(IntC<1>{});
+    advance();
+    lastP = 1;
+    if (item >= p.items) break;
+  }
+
+  /* drain: the last group is the last chunk of the last tile of the last item */
+  wg_wait<0>();
+  {
+    float2 cnv[16];
+    load_cn(cnv, pv_b, pv_col0);
+    if (lastP == 0) {
+      acc_fence(acc0);
+      tile_argmin(acc0, cnv, pv_col0 + 2 * tq, bs, bi);
+    } else {
+      acc_fence(acc1);
+      tile_argmin(acc1, cnv, pv_col0 + 2 * tq, bs, bi);
+    }
+    finalize(pv_b, pv_n0);
+  }
+#elif defined(__CUDA_ARCH__)
+  (void)tmX;
+  (void)tmC;
+  (void)p;
+  __trap(); /* sm_90a only; supports() rejects every other device */
+#endif
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* host side                                                                            */
+
+struct Cfg {
+  int A, KS, CH, NCH, NXS, S;
+  size_t smem;
+};
+
+/* Picks chunking and ring depths for D given the opt-in shared memory per block.
+ * Returns 0 on success, -1 if it cannot fit. */
+static int make_cfg(int64_t D, int64_t smem_optin, Cfg *c) {
+  memset(c, 0, sizeof *c);
+  if (D < 8 || D > kMaxD) return -1;
+  c->A = (int)((D + 63) / 64);
+  c->KS = (int)((D + 15) / 16);
+  c->CH = c->A <= 2 ? c->A : 2;
+  c->NCH = (c->A + c->CH - 1) / c->CH;
+  const int64_t unit = (int64_t)c->CH * kAtomBytes;
+  const int64_t fixed = kAlignSlack + kBarBytes;
+  if (smem_optin <= fixed) return -1;
+  const int U = (int)((smem_optin - fixed) / unit);
+  if (c->NCH == 1) {
+    c->NXS = c->CH == 1 ? 4 : 3;
+    while (c->NXS > 2 && U - c->NXS < 3) c->NXS--;
+  } else {
+    c->NXS = (2 * c->NCH <= U - 3) ? 2 * c->NCH : c->NCH;
+  }
+  c->S = U - c->NXS;
+  if (c->S > kMaxStages) c->S = kMaxStages;
+  if (c->S < 2 || c->NXS < c->NCH || c->NXS < 2 || c->NXS > kMaxXSlots) return -1;
+  c->smem = (size_t)fixed + (size_t)(c->NXS + c->S) * (size_t)unit;
+  return 0;
+}
+
+typedef PFN_cuTensorMapEncodeTiled_v12000 encode_fn_t;
+
+static encode_fn_t get_encode_fn(void) {
+  static encode_fn_t fn = nullptr;
+  if (!fn) {
+    void *f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess && f)
+      fn = reinterpret_cast<encode_fn_t>(f);
+    else
+      (void)cudaGetLastError();
+  }
+  return fn;
+}
+
+/* 3-D map over a [B][rows][D] row-major fp16/bf16 tensor: dims (D, rows, B), box (64, 128, 1),
+ * 128-byte swizzle, out-of-bounds elements read as zero. */
+static fkm_status encode_map(CUtensorMap *m, const void *ptr, fkm_dtype dt, int64_t D, int64_t rows, int64_t B) {
+  encode_fn_t fn = get_encode_fn();
+  if (!fn) return fkm_fail(FKM_ERR_CUDA, "assign/flash_wgmma: cuTensorMapEncodeTiled entry point not available");
+  if (((uintptr_t)ptr & 15u) != 0)
+    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_wgmma: tensor base address %p is not 16-byte aligned", ptr);
+  const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)rows, (cuuint64_t)B};
+  const cuuint64_t strides[2] = {(cuuint64_t)D * 2u, (cuuint64_t)rows * (cuuint64_t)D * 2u};
+  const cuuint32_t box[3] = {(cuuint32_t)kAtomCols, 128u, 1u};
+  const cuuint32_t estr[3] = {1u, 1u, 1u};
+  const CUresult r = fn(m, dt == FKM_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3u,
+                        const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    return fkm_fail(FKM_ERR_CUDA, "assign/flash_wgmma: cuTensorMapEncodeTiled failed (CUresult %d) for dims (%lld, %lld, %lld)",
+                    (int)r, (long long)D, (long long)rows, (long long)B);
+  return FKM_OK;
+}
+
+struct State {
+  CUtensorMap tmX; /* alignas(128) by its type; State is allocated with aligned new */
+  CUtensorMap tmC;
+  const void *x;
+  const void *c;
+  fkm_shape s;
+  Cfg cfg;
+  float *cn;
+  int sms;
+  int grid;
+  int tiles_n;
+  int T;
+};
+
+static const int64_t kMaxTmaStride = (int64_t)1 << 40;
+
+static fkm_status fw_supports(const fkm_shape *s, const fkm_device *dev, char *why, size_t why_len) {
+  auto no = [&](const char *msg) {
+    if (why && why_len) snprintf(why, why_len, "%s", msg);
+    return FKM_ERR_NOT_SUPPORTED;
+  };
+  char buf[160];
+  if (!dev || !dev->present) return no("needs a GPU");
+  if (dev->cc != 90) return no("needs compute capability 9.0 (sm_90a: TMA, wgmma, setmaxnreg)");
+  if (s->dtype != FKM_F16 && s->dtype != FKM_BF16) return no("fp16/bf16 only (wgmma f16/bf16 inputs); fp32 not supported");
+  if (s->D % 8 != 0) return no("D must be a multiple of 8 (TMA needs 16-byte row strides)");
+  if (s->D > kMaxD) {
+    snprintf(buf, sizeof buf, "D = %lld > %d: the resident X tile would not fit in shared memory", (long long)s->D, kMaxD);
+    return no(buf);
+  }
+  if (s->D < 8 || s->B < 1 || s->N < 1 || s->K < 1) return no("needs B, N, K >= 1 and D >= 8");
+  const int64_t tiles_n = (s->N + kBM - 1) / kBM;
+  const int64_t T = (s->K + kBN - 1) / kBN;
+  if (s->N > INT32_MAX - kBM || s->K > INT32_MAX - kBN || s->B > INT32_MAX || tiles_n * s->B > INT32_MAX ||
+      T * kBN * s->B > ((int64_t)1 << 40))
+    return no("shape too large for 32-bit tile coordinates");
+  if (s->N * s->D * 2 >= kMaxTmaStride || s->K * s->D * 2 >= kMaxTmaStride)
+    return no("batch stride exceeds the TMA limit of 2^40 bytes");
+  Cfg cfg;
+  if (make_cfg(s->D, dev->smem_per_block_optin, &cfg) != 0) {
+    snprintf(buf, sizeof buf, "not enough shared memory per block (%lld B opt-in) for D = %lld",
+             (long long)dev->smem_per_block_optin, (long long)s->D);
+    return no(buf);
+  }
+  return FKM_OK;
+}
+
+static fkm_status fw_teardown_status(State *st) {
+  if (st) {
+    if (st->cn) cudaFree(st->cn);
+    delete st;
+  }
+  return FKM_OK;
+}
+
+static void fw_teardown(void *state) { (void)fw_teardown_status(static_cast<State *>(state)); }
+
+static fkm_status fw_encode(State *st, const fkm_problem *p) {
+  FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B));
+  FKM_TRY(encode_map(&st->tmC, p->c, p->s.dtype, p->s.D, p->s.K, p->s.B));
+  st->x = p->x;
+  st->c = p->c;
+  return FKM_OK;
+}
+
+static fkm_status fw_setup(const fkm_problem *p, void **state) {
+  *state = nullptr;
+  const fkm_shape *s = &p->s;
+  int dev = 0, cc_major = 0, cc_minor = 0, sms = 0, optin = 0;
+  FKM_CUDA(cudaGetDevice(&dev));
+  FKM_CUDA(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+  FKM_CUDA(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
+  FKM_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  FKM_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  fkm_device d;
+  memset(&d, 0, sizeof d);
+  d.present = 1;
+  d.cc = cc_major * 10 + cc_minor;
+  d.sm_count = sms;
+  d.smem_per_block_optin = optin;
+  char why[256] = "";
+  if (fw_supports(s, &d, why, sizeof why) != FKM_OK)
+    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_wgmma: %s", why);
+
+  State *st = new (std::nothrow) State();
+  if (!st) return fkm_fail(FKM_ERR_OOM, "assign/flash_wgmma: cannot allocate state");
+  st->s = *s;
+  st->sms = sms;
+  (void)make_cfg(s->D, optin, &st->cfg);
+  st->tiles_n = (int)((s->N + kBM - 1) / kBM);
+  st->T = (int)((s->K + kBN - 1) / kBN);
+  const int64_t items = (int64_t)st->tiles_n * s->B;
+  st->grid = (int)(items < (int64_t)sms ? items : (int64_t)sms);
+
+  const size_t cn_bytes = sizeof(float) * (size_t)s->B * (size_t)st->T * (size_t)kBN;
+  if (p->scratch_budget != 0 && cn_bytes > p->scratch_budget) {
+    fw_teardown(st);
+    return fkm_fail(FKM_ERR_OOM, "assign/flash_wgmma: needs %zu bytes of scratch, budget is %zu", cn_bytes,
+                    p->scratch_budget);
+  }
+  cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&st->cn), cn_bytes);
+  if (e != cudaSuccess) {
+    st->cn = nullptr;
+    fw_teardown(st);
+    return fkm_cuda_fail_at(e, "cudaMalloc(cn)", __FILE__, __LINE__);
+  }
+  fkm_status rs = fw_encode(st, p);
+  if (rs != FKM_OK) {
+    fw_teardown(st);
+    return rs;
+  }
+  e = s->dtype == FKM_BF16
+          ? cudaFuncSetAttribute(flash_assign_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)st->cfg.smem)
+          : cudaFuncSetAttribute(flash_assign_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)st->cfg.smem);
+  if (e != cudaSuccess) {
+    fw_teardown(st);
+    return fkm_cuda_fail_at(e, "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", __FILE__, __LINE__);
+  }
+  *state = st;
+  return FKM_OK;
+}
+
+static fkm_status fw_run(const fkm_problem *p, void *state, cudaStream_t stream) {
+  State *st = static_cast<State *>(state);
+  if (!st) return fkm_fail(FKM_ERR_INTERNAL, "assign/flash_wgmma: run without setup");
+  const fkm_shape *s = &p->s;
+  if (s->B != st->s.B || s->N != st->s.N || s->K != st->s.K || s->D != st->s.D || s->dtype != st->s.dtype)
+    return fkm_fail(FKM_ERR_INPUT, "assign/flash_wgmma: run() shape differs from setup()");
+  if (p->x != st->x || p->c != st->c) FKM_TRY(fw_encode(st, p)); /* host-only work */
+
+  const int kpad = st->T * kBN;
+  const long long rows = (long long)s->B * kpad;
+  const unsigned nblk = (unsigned)((rows + 7) / 8);
+  if (s->dtype == FKM_BF16)
+    cnorm_kernel<true><<<nblk, 256, 0, stream>>>(static_cast<const uint16_t *>(p->c), st->cn, (int)s->K, (int)s->D,
+                                                 kpad, rows);
+  else
+    cnorm_kernel<false><<<nblk, 256, 0, stream>>>(static_cast<const uint16_t *>(p->c), st->cn, (int)s->K,
+                                                  (int)s->D, kpad, rows);
+  FKM_CUDA_LAUNCH();
+
+  Params prm;
+  prm.N = (int)s->N;
+  prm.K = (int)s->K;
+  prm.D = (int)s->D;
+  prm.B = (int)s->B;
+  prm.tiles_n = st->tiles_n;
+  prm.items = st->tiles_n * (int)s->B;
+  prm.T = st->T;
+  prm.kpad = kpad;
+  prm.A = st->cfg.A;
+  prm.KS = st->cfg.KS;
+  prm.CH = st->cfg.CH;
+  prm.NCH = st->cfg.NCH;
+  prm.NXS = st->cfg.NXS;
+  prm.S = st->cfg.S;
+  prm.prefetch_x = st->cfg.NXS < 2 * st->cfg.NCH ? 1 : 0;
+  prm.cnorm = st->cn;
+  prm.labels = p->labels;
+  prm.dist = p->dist;
+  if (s->dtype == FKM_BF16)
+    flash_assign_kernel<true><<<st->grid, kThreads, st->cfg.smem, stream>>>(st->tmX, st->tmC, prm);
+  else
+    flash_assign_kernel<false><<<st->grid, kThreads, st->cfg.smem, stream>>>(st->tmX, st->tmC, prm);
+  FKM_CUDA_LAUNCH();
+  return FKM_OK;
+}
+
+} /* namespace */
+
+extern "C" const fkm_variant fkm_assign_flash_wgmma = {
+    "assign/flash_wgmma",
+    FKM_OP_ASSIGN,
+    "Hopper fused assign: TMA + mbarrier ring, X tile resident in smem, wgmma m64n128 with the next tile's "
+    "MMAs overlapping the argmin epilogue; no N x K matrix in memory",
+    90,
+    90,
+    fw_supports,
+    fw_setup,
+    fw_run,
+    fw_teardown,
+};

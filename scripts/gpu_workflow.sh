@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# gpu_workflow.sh — everything a GPU machine should do after a kernel change,
+# in one go: build (with the compiler's resource report), run the GPU tests
+# (optionally under compute-sanitizer), run a config, check its results, and
+# leave logs and the results JSON in OUTDIR.
+#
+# usage: scripts/gpu_workflow.sh OUTDIR [CONFIG ...]     (default config: configs/quick.json)
+# env:   SANITIZE=1   also run the GPU tests under compute-sanitizer memcheck (and racecheck)
+#        TESTS=0      skip the GPU tests;  ARCHS="90a" to build fewer architectures
+#
+# cJSON: used from the system if CMake finds it, else from Debian packages in
+# .deps/ (scripts/fetch_deps.sh puts them there), unpacked under .deps/root.
+set -uo pipefail
+out=${1:?usage: gpu_workflow.sh OUTDIR [CONFIG ...]}
+shift
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(configs/quick.json)
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+status=0
+step() { echo; echo "=== $* ==="; }
+
+cmake_extra=()
+if ls .deps/*.deb >/dev/null 2>&1; then
+  root=$PWD/.deps/root
+  mkdir -p "$root"
+  for deb in .deps/*.deb; do dpkg-deb -x "$deb" "$root"; done
+  cfgdir=$(dirname "$(find "$root" -name cJSONConfig.cmake | head -1)")
+  # The packaged CMake files name /usr; point them at the unpacked tree.
+  sed -i "s#\"/usr#\"$root/usr#g" "$cfgdir"/*.cmake
+  cmake_extra+=(-DcJSON_DIR="$cfgdir")
+  export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+fi
+
+step "build"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFKM_PTXAS_VERBOSE=ON \
+  ${ARCHS:+-DCMAKE_CUDA_ARCHITECTURES="$ARCHS"} "${cmake_extra[@]}" >"$out/configure.log" 2>&1 \
+  || { tail -30 "$out/configure.log"; exit 1; }
+cmake --build build-gpu -j 16 >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+grep -E "Compiling entry|Used [0-9]+ registers|spill" "$out/build.log" | sed 's/ptxas info *: //' >"$out/resources.txt"
+grep -B1 -A0 "bytes spill" "$out/build.log" | grep -v " 0 bytes spill stores, 0 bytes spill loads" | grep "spill" | head -5
+./build-gpu/flashkm info >"$out/info.json"
+
+if [ "${TESTS:-1}" != 0 ]; then
+  step "GPU tests"
+  (cd build-gpu && ctest -L gpu --output-on-failure) 2>&1 | tee "$out/gpu_tests.log" | tail -40
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  if [ "${SANITIZE:-0}" = 1 ]; then
+    step "compute-sanitizer"
+    : >"$out/sanitizer.log"
+    for t in gpu_data gpu_assign gpu_update; do
+      for tool in memcheck racecheck; do
+        compute-sanitizer --tool $tool --error-exitcode 9 ./build-gpu/tests/$t >/tmp/san.log 2>&1
+        rc=$?
+        { echo "### $t $tool rc=$rc"; grep -vE "^\s*$" /tmp/san.log | grep -E "=========" | head -40; } >>"$out/sanitizer.log"
+        echo "$t $tool: rc=$rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' /tmp/san.log | tail -1)"
+        [ $rc -eq 0 ] || status=1
+      done
+    done
+  fi
+fi
+
+for cfg in "${configs[@]}"; do
+  name=$(basename "$cfg" .json)
+  step "run $cfg"
+  ./build-gpu/flashkm run "$cfg" -o "$out/$name.json" 2>&1 | tee "$out/$name.log" | grep -vE "^\s*$" | tail -60
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  python3 scripts/check_results.py "$out/$name.json" --expect-complete || status=1
+  python3 scripts/summarize.py "$out/$name.json"
+done
+exit $status

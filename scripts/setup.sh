@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# setup.sh — installs what flashkm needs to build (when missing) and builds it
+# into build/. Called by main.sh and test.sh; safe to run again.
+# Needs: the CUDA toolkit (nvcc on PATH or in /usr/local/cuda), CMake >= 3.24,
+# a C compiler, cJSON (Debian/Ubuntu: libcjson-dev), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -f /usr/include/cjson/cJSON.h ] || ls .deps/*.deb >/dev/null 2>&1 || need+=(libcjson-dev)
+command -v cmake >/dev/null || need+=(cmake)
+command -v ninja >/dev/null || need+=(ninja-build)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${need[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: missing ${need[*]}; install them with your package manager" >&2
+    exit 1
+  fi
+fi
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
+command -v nvcc >/dev/null || { echo "setup: nvcc not found: install the CUDA toolkit (12.4 or newer)" >&2; exit 1; }
+
+extra=()
+if [ ! -f /usr/include/cjson/cJSON.h ] && ls .deps/*.deb >/dev/null 2>&1; then
+  # cJSON from Debian packages unpacked in .deps/root (machines without package access).
+  root=$PWD/.deps/root
+  mkdir -p "$root"
+  for deb in .deps/*.deb; do dpkg-deb -x "$deb" "$root"; done
+  cfgdir=$(dirname "$(find "$root" -name cJSONConfig.cmake | head -1)")
+  sed -i "s#\"/usr#\"$root/usr#g" "$cfgdir"/*.cmake
+  extra+=(-DcJSON_DIR="$cfgdir")
+fi
+generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S . -B build "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${extra[@]}" ${FKM_CMAKE_ARGS:-} >/dev/null
+cmake --build build -j "$(nproc)"

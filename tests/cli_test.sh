@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# cli_test.sh — the flashkm command line end to end, without a GPU:
+# help and list, the smoke config through to a checked results file, and every
+# broken config in tests/configs/bad rejected with one line naming the JSON path,
+# exit status 2, and no results file written.
+# usage: cli_test.sh FLASHKM_BINARY   (run from the repository root)
+set -u
+bin=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+ok() { passes=$((passes + 1)); }
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+expect_rc() { # expected-rc description command...
+  local want=$1 what=$2; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  if [ "$rc" -eq "$want" ]; then ok; else fail "$what: exit $rc, expected $want; stderr: $(head -c 400 "$tmp/err")"; fi
+}
+
+expect_rc 0 "--help" "$bin" --help
+expect_rc 0 "run --help" "$bin" run --help
+expect_rc 0 "list --help" "$bin" list --help
+expect_rc 0 "info --help" "$bin" info --help
+expect_rc 2 "no command" "$bin"
+expect_rc 2 "unknown command" "$bin" frobnicate
+expect_rc 2 "unknown option" "$bin" run configs/smoke.json --frob
+expect_rc 2 "missing config" "$bin" run "$tmp/nope.json"
+grep -q "nope.json" "$tmp/err" && ok || fail "missing config: message does not name the file"
+expect_rc 2 "unwritable results" "$bin" run configs/smoke.json -o /nonexistent-dir/r.json
+expect_rc 0 "list" "$bin" list
+grep -q '^assign/cpu_ref' "$tmp/out" && grep -q '^update/atomic_scatter' "$tmp/out" && ok || fail "list lacks variants"
+expect_rc 0 "info" "$bin" info
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "present" in d["device"] and "version" in d["build"]' "$tmp/out" \
+  && ok || fail "info is not the expected JSON"
+expect_rc 0 "dry run" "$bin" run configs/smoke.json --dry-run
+grep -q "cases$" "$tmp/out" && ok || fail "dry run does not count cases"
+
+# The smoke config end to end; the results file must check out.
+expect_rc 0 "smoke run" "$bin" run configs/smoke.json -o "$tmp/smoke.json"
+grep -q "^\[ *[0-9]*/[0-9]*\] " "$tmp/err" && ok || fail "smoke run printed no progress lines"
+python3 scripts/check_results.py "$tmp/smoke.json" --expect-complete --expect-all-ok --min-runs 100 >/dev/null \
+  && ok || fail "smoke results: $(python3 scripts/check_results.py "$tmp/smoke.json" --expect-complete --expect-all-ok 2>&1 | head -5)"
+expect_rc 0 "quiet run" "$bin" run configs/smoke.json -q --filter 'update/*' -o "$tmp/q.json"
+[ ! -s "$tmp/err" ] && ok || fail "-q still printed: $(head -c 200 "$tmp/err")"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["runs"] and all(r["op"]=="update" for r in d["runs"])' "$tmp/q.json" \
+  && ok || fail "--filter did not restrict the runs"
+expect_rc 2 "filter matching nothing" "$bin" run configs/smoke.json --filter 'nothing/*' -o "$tmp/none.json"
+
+# Broken configs: one line, naming the file and a JSON path, exit 2, no results file.
+n_bad=0
+for f in tests/configs/bad/*.json; do
+  n_bad=$((n_bad + 1))
+  rm -f "$tmp/bad.json"
+  "$bin" run "$f" -o "$tmp/bad.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
+  lines=$(wc -l <"$tmp/err")
+  if [ "$rc" -ne 2 ]; then fail "$f: exit $rc, expected 2"; continue; fi
+  if [ "$lines" -ne 1 ]; then fail "$f: $lines lines of error, expected 1: $(cat "$tmp/err")"; continue; fi
+  grep -q "$(basename "$f")" "$tmp/err" || { fail "$f: message does not name the file: $(cat "$tmp/err")"; continue; }
+  [ ! -e "$tmp/bad.json" ] || { fail "$f: a results file was written"; continue; }
+  ok
+done
+[ "$n_bad" -ge 10 ] && ok || fail "only $n_bad broken configs"
+
+echo "cli_test: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]
