@@ -70,7 +70,7 @@ int main(void) {
   const fkm_dtype dtypes[] = {FKM_F16, FKM_BF16, FKM_F32};
   for (int i = 0; i < fkm_variant_count(); i++) {
     const fkm_variant *v = fkm_variant_at(i);
-    if (v->op != FKM_OP_UPDATE || fkm_variant_is_cpu(v)) continue;
+    if (v->op != FKM_OP_UPDATE || fkm_variant_is_cpu(v) || !variant_selected(v)) continue;
     const int before = check_failures;
     for (size_t j = 0; j < sizeof shapes / sizeof shapes[0]; j++)
       for (int t = 0; t < 3; t++) check_one(v, &shapes[j], dtypes[t]);

@@ -4,6 +4,7 @@
 #define FKM_GPU_UTIL_H
 
 #include "check.h"
+#include "config.h"
 #include "data.h"
 #include "device.h"
 #include "error.h"
@@ -22,7 +23,19 @@ static inline int gpu_available(void) {
   return gpu_dev.present;
 }
 
+/* FKM_TEST_VARIANTS="glob,glob" limits a GPU test to some variants (default: all). */
+static inline int variant_selected(const fkm_variant *v) {
+  const char *env = getenv("FKM_TEST_VARIANTS");
+  if (!env || !*env) return 1;
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", env);
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
+    if (fkm_glob_match(tok, v->name)) return 1;
+  return 0;
+}
+
 static inline int variant_runs_here(const fkm_variant *v, const fkm_shape *s) {
+  if (!variant_selected(v)) return 0;
   if (fkm_variant_is_cpu(v) || gpu_dev.cc < v->min_cc || (v->max_cc && gpu_dev.cc > v->max_cc)) return 0;
   char why[256];
   return !v->supports || v->supports(s, &gpu_dev, why, sizeof why) == FKM_OK;
