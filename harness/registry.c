@@ -11,6 +11,7 @@ extern const fkm_variant fkm_assign_cublas_gemm;
 extern const fkm_variant fkm_update_atomic_scatter;
 extern const fkm_variant fkm_assign_flash_simt;
 extern const fkm_variant fkm_assign_flash_mma;
+extern const fkm_variant fkm_assign_flash;
 
 static const fkm_variant *const registry[] = {
     &fkm_assign_cpu_ref,
@@ -21,6 +22,7 @@ static const fkm_variant *const registry[] = {
     &fkm_update_atomic_scatter,
     &fkm_assign_flash_simt,
     &fkm_assign_flash_mma,
+    &fkm_assign_flash,
 };
 
 int fkm_variant_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

@@ -218,6 +218,7 @@ typedef struct {
   cJSON *timing;
   int64_t device_bytes;
   double median_ms;
+  char impl[128]; /* what a delegating variant ran */
 } case_result;
 
 static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res) {
@@ -407,6 +408,7 @@ static void run_case(run_ctx *ctx, const fkm_case *c, case_result *res) {
     st = v->setup ? v->setup(&p, &state) : FKM_OK;
     if (st == FKM_OK) {
       set_up = 1;
+      if (v->describe && state) snprintf(res->impl, sizeof res->impl, "%s", v->describe(state));
       if (gpu) res->device_bytes = (int64_t)device_used() - (int64_t)ctx->used_at_start;
       st = run_with_state(ctx, c, &p, state, &out, res);
     }
@@ -442,6 +444,7 @@ static cJSON *make_row(const run_ctx *ctx, const fkm_case *c, case_result *r, do
   cJSON_AddStringToObject(row, "dtype", fkm_dtype_name(c->s.dtype));
   cJSON_AddStringToObject(row, "data", c->data.label);
   cJSON_AddNumberToObject(row, "seed", (double)c->seed);
+  if (r->impl[0]) cJSON_AddStringToObject(row, "impl", r->impl);
   cJSON_AddStringToObject(row, "status", row_status(r));
   if (r->reason[0]) cJSON_AddStringToObject(row, "reason", r->reason);
   else cJSON_AddNullToObject(row, "reason");

@@ -54,6 +54,9 @@ typedef struct fkm_variant {
   fkm_status (*run)(const fkm_problem *p, void *state, cudaStream_t stream);
   /* Frees what setup allocated; safe on NULL state. May be NULL. */
   void (*teardown)(void *state);
+  /* Optional: what ran, for variants that delegate (the dispatcher names its
+   * choice). Recorded in the results row as "impl". May be NULL. */
+  const char *(*describe)(void *state);
 } fkm_variant;
 
 int fkm_variant_count(void);
