@@ -5,24 +5,35 @@
 
 extern const fkm_variant fkm_assign_cpu_ref;
 extern const fkm_variant fkm_update_cpu_ref;
-extern const fkm_variant fkm_assign_flash_wgmma;
 extern const fkm_variant fkm_assign_naive;
 extern const fkm_variant fkm_assign_cublas_gemm;
 extern const fkm_variant fkm_update_atomic_scatter;
 extern const fkm_variant fkm_assign_flash_simt;
 extern const fkm_variant fkm_assign_flash_mma;
+extern const fkm_variant fkm_assign_flash_wgmma;
 extern const fkm_variant fkm_assign_flash;
+extern const fkm_variant fkm_update_sort_inverse;
+extern const fkm_variant fkm_update_sort_inverse_det;
+extern const fkm_variant fkm_lloyd_naive_atomic;
+extern const fkm_variant fkm_lloyd_cublas_atomic;
+extern const fkm_variant fkm_lloyd_flash;
 
+/* CPU reference, baselines, the paper's kernels, compositions. */
 static const fkm_variant *const registry[] = {
     &fkm_assign_cpu_ref,
     &fkm_update_cpu_ref,
-    &fkm_assign_flash_wgmma,
     &fkm_assign_naive,
     &fkm_assign_cublas_gemm,
     &fkm_update_atomic_scatter,
     &fkm_assign_flash_simt,
     &fkm_assign_flash_mma,
+    &fkm_assign_flash_wgmma,
     &fkm_assign_flash,
+    &fkm_update_sort_inverse,
+    &fkm_update_sort_inverse_det,
+    &fkm_lloyd_naive_atomic,
+    &fkm_lloyd_cublas_atomic,
+    &fkm_lloyd_flash,
 };
 
 int fkm_variant_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

@@ -85,7 +85,7 @@ static fkm_status group_prepare(run_ctx *ctx, const fkm_case *c, int on_device) 
     FKM_TRY(st);
     g->have_host = 1;
   }
-  if (c->v->op == FKM_OP_ASSIGN && !g->have_aref) {
+  if ((c->v->op == FKM_OP_ASSIGN || c->v->op == FKM_OP_LLOYD) && !g->have_aref) {
     FKM_TRY(fkm_assign_ref_build(&c->s, g->host.x, g->host.c, ctx->cfg->validate_max_rows, &g->aref));
     g->have_aref = 1;
   }
@@ -124,10 +124,11 @@ static fkm_status outputs_alloc(const fkm_shape *s, fkm_op op, int on_device, ou
   memset(o, 0, sizeof *o);
   o->on_device = on_device;
   size_t sizes[4] = {0, 0, 0, 0};
-  if (op == FKM_OP_ASSIGN) {
+  if (op != FKM_OP_UPDATE) { /* assign, and lloyd (one iteration writes everything) */
     sizes[0] = (size_t)(s->B * s->N) * 4;
     sizes[1] = (size_t)(s->B * s->N) * 4;
-  } else {
+  }
+  if (op != FKM_OP_ASSIGN) {
     sizes[2] = (size_t)(s->B * s->K * s->D) * 4;
     sizes[3] = (size_t)(s->B * s->K) * 4;
   }
@@ -146,43 +147,28 @@ static fkm_status outputs_alloc(const fkm_shape *s, fkm_op op, int on_device, ou
 
 /* 0xFF bytes: labels -1, distances and centroids NaN — unwritten elements fail validation. */
 static fkm_status outputs_poison(const fkm_shape *s, fkm_op op, outputs *o) {
-  size_t n1 = (size_t)(s->B * s->N) * 4, n2 = (size_t)(s->B * s->K * s->D) * 4, n3 = (size_t)(s->B * s->K) * 4;
-  if (o->on_device) {
-    if (op == FKM_OP_ASSIGN) {
-      FKM_CUDA(cudaMemset(o->labels, 0xff, n1));
-      FKM_CUDA(cudaMemset(o->dist, 0xff, n1));
-    } else {
-      FKM_CUDA(cudaMemset(o->c_new, 0xff, n2));
-      FKM_CUDA(cudaMemset(o->counts, 0xff, n3));
-    }
-  } else if (op == FKM_OP_ASSIGN) {
-    memset(o->labels, 0xff, n1);
-    memset(o->dist, 0xff, n1);
-  } else {
-    memset(o->c_new, 0xff, n2);
-    memset(o->counts, 0xff, n3);
+  size_t n[4] = {(size_t)(s->B * s->N) * 4, (size_t)(s->B * s->N) * 4, (size_t)(s->B * s->K * s->D) * 4,
+                 (size_t)(s->B * s->K) * 4};
+  void *p[4] = {o->labels, o->dist, o->c_new, o->counts};
+  (void)op;
+  for (int i = 0; i < 4; i++) {
+    if (!p[i]) continue;
+    if (o->on_device) FKM_CUDA(cudaMemset(p[i], 0xff, n[i]));
+    else memset(p[i], 0xff, n[i]);
   }
   return FKM_OK;
 }
 
 static fkm_status copy_back(const fkm_shape *s, fkm_op op, const outputs *o, outputs *h) {
   FKM_TRY(outputs_alloc(s, op, 0, h));
-  if (!o->on_device) {
-    if (op == FKM_OP_ASSIGN) {
-      memcpy(h->labels, o->labels, (size_t)(s->B * s->N) * 4);
-      memcpy(h->dist, o->dist, (size_t)(s->B * s->N) * 4);
-    } else {
-      memcpy(h->c_new, o->c_new, (size_t)(s->B * s->K * s->D) * 4);
-      memcpy(h->counts, o->counts, (size_t)(s->B * s->K) * 4);
-    }
-    return FKM_OK;
-  }
-  if (op == FKM_OP_ASSIGN) {
-    FKM_CUDA(cudaMemcpy(h->labels, o->labels, (size_t)(s->B * s->N) * 4, cudaMemcpyDeviceToHost));
-    FKM_CUDA(cudaMemcpy(h->dist, o->dist, (size_t)(s->B * s->N) * 4, cudaMemcpyDeviceToHost));
-  } else {
-    FKM_CUDA(cudaMemcpy(h->c_new, o->c_new, (size_t)(s->B * s->K * s->D) * 4, cudaMemcpyDeviceToHost));
-    FKM_CUDA(cudaMemcpy(h->counts, o->counts, (size_t)(s->B * s->K) * 4, cudaMemcpyDeviceToHost));
+  size_t n[4] = {(size_t)(s->B * s->N) * 4, (size_t)(s->B * s->N) * 4, (size_t)(s->B * s->K * s->D) * 4,
+                 (size_t)(s->B * s->K) * 4};
+  const void *src[4] = {o->labels, o->dist, o->c_new, o->counts};
+  void *dst[4] = {h->labels, h->dist, h->c_new, h->counts};
+  for (int i = 0; i < 4; i++) {
+    if (!src[i]) continue;
+    if (o->on_device) FKM_CUDA(cudaMemcpy(dst[i], src[i], n[i], cudaMemcpyDeviceToHost));
+    else memcpy(dst[i], src[i], n[i]);
   }
   return FKM_OK;
 }
@@ -195,6 +181,9 @@ static void work_of(const fkm_shape *s, fkm_op op, double *flops, double *bytes)
   if (op == FKM_OP_ASSIGN) {
     *flops = 2.0 * B * N * K * D;
     *bytes = B * N * D * es + B * K * D * es + B * N * 8.0;
+  } else if (op == FKM_OP_LLOYD) { /* assign, then update reading X again */
+    *flops = 2.0 * B * N * K * D + B * N * D;
+    *bytes = 2.0 * B * N * D * es + B * K * D * es + B * N * 12.0 + B * K * D * 8.0 + B * K * 4.0;
   } else {
     *flops = B * N * D;
     *bytes = B * N * D * es + B * N * 4.0 + B * K * D * 4.0 * 2.0 + B * K * 4.0;
@@ -331,24 +320,48 @@ static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_prob
     outputs_free(&h);
     return st;
   }
-  if (c->v->op == FKM_OP_ASSIGN) {
+  cJSON *assign_json = NULL, *update_json = NULL;
+  if (c->v->op != FKM_OP_UPDATE) {
     fkm_assign_check a;
     fkm_validate_assign(&ctx->g.aref, ctx->g.host.x, h.labels, h.dist, &a);
-    res->validation = assign_check_json(&a);
+    assign_json = assign_check_json(&a);
     if (!a.ok) {
       res->incorrect = 1;
       snprintf(res->reason, sizeof res->reason, "%lld mismatches, %lld bad distances in %lld rows; first: %s",
                (long long)a.mismatches, (long long)a.bad_dist, (long long)a.rows_checked, a.detail);
     }
-  } else {
+  }
+  if (c->v->op != FKM_OP_ASSIGN && !res->incorrect) {
+    /* lloyd: the new centroids must be the means of the points under the variant's own labels */
+    fkm_update_ref lref;
+    const fkm_update_ref *uref = &ctx->g.uref;
+    if (c->v->op == FKM_OP_LLOYD) {
+      st = fkm_update_ref_build(&c->s, ctx->g.host.x, h.labels, ctx->g.host.c_old, &lref);
+      if (st != FKM_OK) {
+        outputs_free(&h);
+        cJSON_Delete(assign_json);
+        return st;
+      }
+      uref = &lref;
+    }
     fkm_update_check u;
-    fkm_validate_update(&ctx->g.uref, ctx->g.host.c_old, h.c_new, h.counts, &u);
-    res->validation = update_check_json(&u);
+    fkm_validate_update(uref, ctx->g.host.c_old, h.c_new, h.counts, &u);
+    if (c->v->op == FKM_OP_LLOYD) fkm_update_ref_free(&lref);
+    update_json = update_check_json(&u);
     if (!u.ok) {
       res->incorrect = 1;
       snprintf(res->reason, sizeof res->reason, "%lld count mismatches, %lld bad centroids; first: %s",
                (long long)u.count_mismatches, (long long)u.bad_centroids, u.detail);
     }
+  }
+  if (assign_json && update_json) {
+    cJSON *v = cJSON_CreateObject();
+    cJSON_AddBoolToObject(v, "ok", !res->incorrect);
+    cJSON_AddItemToObject(v, "assign", assign_json);
+    cJSON_AddItemToObject(v, "update", update_json);
+    res->validation = v;
+  } else {
+    res->validation = assign_json ? assign_json : update_json;
   }
   outputs_free(&h);
   if (res->incorrect) return FKM_OK;

@@ -26,7 +26,7 @@
  *   X ring:  NXS slots of CH atoms (one X chunk of one item each), full/empty mbarriers.
  *   C ring:  S stages of CH atoms (one chunk of one 128-centroid tile), full/empty mbarriers.
  *   Config (H100, 227 KB opt-in):
- *       D <= 64 : CH=1 NCH=1 NXS=4 S=8   (192 KB)   X double/quad buffered
+ *       D <= 64 : CH=1 NCH=1 NXS=4 S=8   (192 KB)   X 4 slots
  *       D <= 128: CH=2 NCH=1 NXS=3 S=4   (224 KB)   X triple buffered
  *       D <= 256: CH=2 NCH=2 NXS=4 S=3   (224 KB)   X double buffered (2 chunks each)
  *       D <= 384: CH=2 NCH=3 NXS=3 S=4   (224 KB)   X single buffered, chunk-pipelined
@@ -38,19 +38,24 @@
  *   start of each item), so it overlaps the remaining chunks + epilogue.
  *   D > 512 is NOT supported (X would not fit); supports() says so.
  *
- * Pipeline (per consumer warpgroup), one "group" = one chunk of one centroid tile:
- *   wait full(stage) -> wgmma.fence -> ks = min(4*CH, ceil(D/16) - 4*CH*c) wgmmas into
- *   acc[tile parity] -> commit -> wait_group 1 (=> the previous group is complete) ->
- *   release previous stage (and the X chunk slot if it was the item's last tile) ->
- *   if the previous group ended a tile: argmin epilogue on the *other* accumulator set
- *   (the current tile's wgmmas keep the tensor cores busy meanwhile); if it ended an
- *   item: quad shuffle reduce and store label/dist.
- *   Two accumulator sets of 64 fp32 registers each (m64n128), selected at compile time by
- *   unrolling the tile loop by two.
- *   ||c||^2 for the epilogue is read with __ldg(float2) from cn (tiny, L1/L2 resident),
- *   issued before the wait so its latency is hidden; this keeps every smem byte for tiles.
+ * Pipeline (per consumer warpgroup). One "group" = the wgmmas of one chunk of one tile
+ * (ks = min(4*CH, ceil(D/16) - 4*CH*c) k-steps of m64n128k16, one commit group); two
+ * accumulator sets of 64 fp32 registers (acc0/acc1), the tile loop unrolled by two so the
+ * set is chosen at compile time. Tile t+1 (set P) runs as:
+ *   chunk 0: wait full -> wgmma.fence -> wgmmas (scale-d 0 on the first) -> commit ->
+ *            argmin epilogue of tile t on the other set (tensor cores busy meanwhile) ->
+ *            item finalize if tile t ended an item -> ||x||^2 if t+1 starts an item
+ *   chunk c: wait full -> wgmmas -> commit -> wait_group 1 -> release chunk c-1
+ *   end:     __ldg ||c||^2 of tile t+1's columns -> wait_group 0 -> release last chunk
+ *   Releases of the item's last tile also free the X chunk slots. Every tile body starts
+ *   and ends with no wgmma in flight: ptxas (CUDA 13.0) cannot follow a pending group
+ *   across a loop back edge and then serialises every wgmma of the kernel (C7514) or
+ *   injects a full wait before the epilogue (C7517); with this structure it does neither
+ *   (check: -Xptxas -v prints no C75xx line). Cost: per warpgroup a short issue gap
+ *   between tiles, filled by the other consumer warpgroup's wgmmas.
+ *   ||c||^2 comes from global (tiny, L1/L2 resident) so all smem goes to X/C tiles.
  *   ||x||^2 is summed from the X tile in shared memory (swizzle-agnostic: a thread sums
- *   whole 16-byte chunks of its rows) while the first tile's wgmmas run.
+ *   whole 16-byte chunks of its rows).
  *
  * Epilogue: thread (warp w of the warpgroup, lane = 4g + q) holds rows 16w+g and 16w+g+8
  *   and columns 8j + 2q + {0,1}, j = 0..15 (wgmma D fragment layout); it scans its
@@ -198,9 +203,14 @@ __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
   asm volatile("{\n\t.reg .b64 st;\n\tmbarrier.arrive.shared::cta.b64 st, [%0];\n\t}" ::"r"(bar) : "memory");
 }
 
-/* wait until the phase with the given parity has completed (acquire, CTA scope) */
+/* wait until the phase with the given parity has completed (acquire, CTA scope).
+ * Debug builds with -DFKM_FW_HANG_TRAP report a wait that never completes (wrong parity
+ * or tx byte count) and trap instead of hanging. */
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
   uint32_t done;
+#ifdef FKM_FW_HANG_TRAP
+  uint32_t polls = 0;
+#endif
   do {
     asm volatile("{\n\t.reg .pred p;\n\t"
                  "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
@@ -208,6 +218,13 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
                  : "=r"(done)
                  : "r"(bar), "r"(parity)
                  : "memory");
+#ifdef FKM_FW_HANG_TRAP
+    if (!done && ++polls == (1u << 24)) {
+      printf("assign/flash_wgmma: mbarrier wait stuck: block %d thread %d barrier smem 0x%x parity %u\n",
+             (int)blockIdx.x, (int)threadIdx.x, bar, parity);
+      __trap();
+    }
+#endif
   } while (!done);
 }
 
@@ -441,14 +458,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   int b = item / p.tiles_n;
   int n0 = (item - b * p.tiles_n) * kBM;
 
-  /* the previous group (completed by the time the next group's wait_group<1> returns) */
+  /* the previous tile, whose epilogue runs while the next tile's first chunk is on the
+   * tensor cores */
   bool pv = false;      /* exists */
-  int pv_cs = 0;        /* its C stage */
-  bool pv_xrel = false; /* it was in the item's last tile: release its X slot */
-  int pv_xslot = 0;
-  int pv_col0 = 0;      /* first centroid index of its tile */
-  bool pv_fin = false;  /* it was the item's last group: write the item's results */
+  bool pv_fin = false;  /* it was its item's last tile: write the item's results after it */
+  int pv_col0 = 0;      /* its first centroid index */
   int pv_b = 0, pv_n0 = 0;
+  float2 cnv[16];       /* ||c||^2 of its columns 8j+2tq, 8j+2tq+1 */
+#pragma unroll
+  for (int j = 0; j < 16; ++j) cnv[j] = make_float2(0.f, 0.f);
 
   auto finalize = [&](int fb, int fn0) {
 #pragma unroll
@@ -476,22 +494,27 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  auto load_cn = [&](float2 (&cnv)[16], int lb, int lcol0) {
-    const float2 *src = reinterpret_cast<const float2 *>(p.cnorm + (size_t)lb * (size_t)p.kpad + (size_t)lcol0 + 2 * tq);
+  /* ||x||^2 of this thread's two rows over the atoms of one X chunk. Whole 16-byte units of
+   * a row are summed, so the 128B swizzle (a permutation within the row) does not matter. */
+  auto add_xnorm = [&](int xslot, int na) {
+    const uint8_t *xb = smem + (size_t)xslot * chunk_bytes;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) cnv[j] = __ldg(src + 4 * j);
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t *rp = xb + (size_t)(row0 + 8 * h) * 128u + (size_t)tq * 32u;
+      float s = xn[h];
+      for (int a = 0; a < na; ++a) {
+        const uint4 *q = reinterpret_cast<const uint4 *>(rp + (size_t)a * kAtomBytes);
+        s = sumsq8<kBF16>(q[0], s);
+        s = sumsq8<kBF16>(q[1], s);
+      }
+      xn[h] = s;
+    }
   };
 
-  /* One group = chunk c of the current tile, accumulated into the set P. FIRST (c == 0) is
-   * a separate instantiation: only it runs the previous tile's epilogue, and keeping it out
-   * of the chunk loop lets ptxas prove that after wait_group 1 the other accumulator set
-   * has no wgmma in flight (otherwise it serialises every wgmma of the kernel). */
-  auto chunk_step = [&](auto pc, auto firstc, int c) {
-    constexpr int P = decltype(pc)::value;
-    constexpr bool FIRST = decltype(firstc)::value != 0;
-    float(&accN)[64] = P ? acc1 : acc0; /* this tile */
-    float(&accO)[64] = P ? acc0 : acc1; /* previous tile */
-    const int na = min(p.CH, p.A - c * p.CH);
+  /* waits for X chunk c (first tile of an item only) and the next C stage, then issues the
+   * chunk's wgmmas (straight-line sequences: a branch between two wgmmas makes ptxas close
+   * and re-open the group around every instruction). Returns the X slot. */
+  auto issue_chunk = [&](float(&acc)[64], int c, uint32_t scale0) -> int {
     const int ks = min(4 * p.CH, p.KS - 4 * p.CH * c);
     int xslot = xs0 + c;
     uint32_t xpar = xph0;
@@ -499,71 +522,81 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (t == 0) mbar_wait(xfull(xslot), xpar);
     mbar_wait(cfull(cs), cph);
     __syncwarp();
-
     const uint32_t a_base = sbase + (uint32_t)xslot * chunk_bytes + a_row_off;
     const uint32_t b_base = sbase + c_off + (uint32_t)cs * chunk_bytes;
-    const uint32_t scale0 = FIRST ? 0u : 1u; /* the first chunk of a tile overwrites the accumulators */
-    /* straight-line wgmma sequences (a branch between two wgmmas makes ptxas close and
-     * re-open the group around every instruction) */
     switch (ks) {
-    case 1: issue_group<kBF16, 1>(accN, a_base, b_base, scale0); break;
-    case 2: issue_group<kBF16, 2>(accN, a_base, b_base, scale0); break;
-    case 3: issue_group<kBF16, 3>(accN, a_base, b_base, scale0); break;
-    case 4: issue_group<kBF16, 4>(accN, a_base, b_base, scale0); break;
-    case 5: issue_group<kBF16, 5>(accN, a_base, b_base, scale0); break;
-    case 6: issue_group<kBF16, 6>(accN, a_base, b_base, scale0); break;
-    case 7: issue_group<kBF16, 7>(accN, a_base, b_base, scale0); break;
-    default: issue_group<kBF16, 8>(accN, a_base, b_base, scale0); break;
+    case 1: issue_group<kBF16, 1>(acc, a_base, b_base, scale0); break;
+    case 2: issue_group<kBF16, 2>(acc, a_base, b_base, scale0); break;
+    case 3: issue_group<kBF16, 3>(acc, a_base, b_base, scale0); break;
+    case 4: issue_group<kBF16, 4>(acc, a_base, b_base, scale0); break;
+    case 5: issue_group<kBF16, 5>(acc, a_base, b_base, scale0); break;
+    case 6: issue_group<kBF16, 6>(acc, a_base, b_base, scale0); break;
+    case 7: issue_group<kBF16, 7>(acc, a_base, b_base, scale0); break;
+    default: issue_group<kBF16, 8>(acc, a_base, b_base, scale0); break;
     }
-
-    float2 cnv[16];
-    if constexpr (FIRST) load_cn(cnv, pv_b, pv_col0); /* for the previous tile's epilogue */
-
-    wg_wait<1>(); /* everything but the group just committed is complete */
-
-    if (pv) {
-      __syncwarp();
-      if (lane == 0) {
-        mbar_arrive(cempty(pv_cs));
-        if (pv_xrel) mbar_arrive(xempty(pv_xslot));
-      }
-      if constexpr (FIRST) { /* the previous group ended a tile: accO is complete */
-        acc_fence(accO);
-        tile_argmin(accO, cnv, pv_col0 + 2 * tq, bs, bi);
-        if (pv_fin) finalize(pv_b, pv_n0);
-      }
-    }
-
-    if (t == 0) { /* ||x||^2 of this thread's two rows over this chunk's atoms */
-      const uint8_t *xb = smem + (size_t)xslot * chunk_bytes;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint8_t *rp = xb + (size_t)(row0 + 8 * h) * 128u + (size_t)tq * 32u;
-        float s = xn[h];
-        for (int a = 0; a < na; ++a) {
-          const uint4 *q = reinterpret_cast<const uint4 *>(rp + (size_t)a * kAtomBytes);
-          s = sumsq8<kBF16>(q[0], s);
-          s = sumsq8<kBF16>(q[1], s);
-        }
-        xn[h] = s;
-      }
-    }
-
-    pv = true;
-    pv_cs = cs;
-    pv_xrel = (t == p.T - 1);
-    pv_xslot = xslot;
-    pv_col0 = t * kBN;
-    pv_fin = (t == p.T - 1) && (c == p.NCH - 1);
-    pv_b = b;
-    pv_n0 = n0;
-    if (++cs == p.S) { cs = 0; cph ^= 1u; }
+    return xslot;
   };
 
-  /* one centroid tile (all its chunks); P = accumulator set of this tile */
+  /* releases a consumed C stage (and, in the item's last tile, the X chunk slot it used):
+   * one arrival per consumer warp, after all its lanes are done with the buffers */
+  auto release = [&](int stage, bool xrel, int xslot) {
+    __syncwarp();
+    if (lane == 0) {
+      mbar_arrive(cempty(stage));
+      if (xrel) mbar_arrive(xempty(xslot));
+    }
+  };
+
+  /* One centroid tile into accumulator set P. Nothing is in flight when it starts or ends
+   * (ptxas only overlaps wgmma with code reading the *other* accumulator set when no
+   * wgmma group is pending across a loop back edge; otherwise it serialises them all):
+   *   chunk 0: issue -> previous tile's epilogue (+ item finalize) -> x norms
+   *   chunk c: issue -> wait_group 1 -> release chunk c-1
+   *   end:     ||c||^2 loads for this tile -> wait_group 0 -> release the last chunk */
   auto tile_body = [&](auto pc) {
-    chunk_step(pc, IntC<1>{}, 0);
-    for (int c = 1; c < p.NCH; ++c) chunk_step(pc, IntC<0>{}, c);
+    constexpr int P = decltype(pc)::value;
+    float(&accN)[64] = P ? acc1 : acc0; /* this tile */
+    float(&accO)[64] = P ? acc0 : acc1; /* previous tile (complete) */
+    const bool last_tile = (t == p.T - 1);
+
+    /* Nothing is in flight here (the previous body ended with wait_group 0); this no-op wait
+     * tells ptxas so across the loop back edge. Without it ptxas cannot see that accO is
+     * complete and injects a full wait before the epilogue below. */
+    wg_wait<0>();
+    int xslot = issue_chunk(accN, 0, 0u);
+    if (pv) {
+      tile_argmin(accO, cnv, pv_col0 + 2 * tq, bs, bi);
+      if (pv_fin) finalize(pv_b, pv_n0);
+    }
+    if (t == 0) add_xnorm(xslot, min(p.CH, p.A));
+    int stage = cs;
+    if (++cs == p.S) { cs = 0; cph ^= 1u; }
+
+    for (int c = 1; c < p.NCH; ++c) {
+      const int xs_c = issue_chunk(accN, c, 1u);
+      wg_wait<1>(); /* chunk c-1 complete */
+      release(stage, last_tile, xslot);
+      if (t == 0) add_xnorm(xs_c, min(p.CH, p.A - c * p.CH));
+      xslot = xs_c;
+      stage = cs;
+      if (++cs == p.S) { cs = 0; cph ^= 1u; }
+    }
+
+    {
+      const float2 *src =
+          reinterpret_cast<const float2 *>(p.cnorm + (size_t)b * (size_t)p.kpad + (size_t)(t * kBN) + 2 * tq);
+#pragma unroll
+      for (int j = 0; j < 16; ++j) cnv[j] = __ldg(src + 4 * j);
+    }
+    wg_wait<0>();
+    acc_fence(accN); /* no read of accN may move above the wait */
+    release(stage, last_tile, xslot);
+
+    pv = true;
+    pv_fin = last_tile;
+    pv_col0 = t * kBN;
+    pv_b = b;
+    pv_n0 = n0;
   };
 
   auto advance = [&]() {
@@ -591,20 +624,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (item >= p.items) break;
   }
 
-  /* drain: the last group is the last chunk of the last tile of the last item */
-  wg_wait<0>();
-  {
-    float2 cnv[16];
-    load_cn(cnv, pv_b, pv_col0);
-    if (lastP == 0) {
-      acc_fence(acc0);
-      tile_argmin(acc0, cnv, pv_col0 + 2 * tq, bs, bi);
-    } else {
-      acc_fence(acc1);
-      tile_argmin(acc1, cnv, pv_col0 + 2 * tq, bs, bi);
-    }
-    finalize(pv_b, pv_n0);
-  }
+  /* drain: epilogue of the very last tile (complete: its body ended with wait_group 0) */
+  if (lastP == 0)
+    tile_argmin(acc0, cnv, pv_col0 + 2 * tq, bs, bi);
+  else
+    tile_argmin(acc1, cnv, pv_col0 + 2 * tq, bs, bi);
+  finalize(pv_b, pv_n0);
 #elif defined(__CUDA_ARCH__)
   (void)tmX;
   (void)tmC;
@@ -718,7 +743,7 @@ static fkm_status fw_supports(const fkm_shape *s, const fkm_device *dev, char *w
   const int64_t tiles_n = (s->N + kBM - 1) / kBM;
   const int64_t T = (s->K + kBN - 1) / kBN;
   if (s->N > INT32_MAX - kBM || s->K > INT32_MAX - kBN || s->B > INT32_MAX || tiles_n * s->B > INT32_MAX ||
-      T * kBN * s->B > ((int64_t)1 << 40))
+      T * kBN * s->B > INT32_MAX)
     return no("shape too large for 32-bit tile coordinates");
   if (s->N * s->D * 2 >= kMaxTmaStride || s->K * s->D * 2 >= kMaxTmaStride)
     return no("batch stride exceeds the TMA limit of 2^40 bytes");
@@ -731,15 +756,12 @@ static fkm_status fw_supports(const fkm_shape *s, const fkm_device *dev, char *w
   return FKM_OK;
 }
 
-static fkm_status fw_teardown_status(State *st) {
-  if (st) {
-    if (st->cn) cudaFree(st->cn);
-    delete st;
-  }
-  return FKM_OK;
+static void fw_teardown(void *state) {
+  State *st = static_cast<State *>(state);
+  if (!st) return;
+  if (st->cn) cudaFree(st->cn);
+  delete st;
 }
-
-static void fw_teardown(void *state) { (void)fw_teardown_status(static_cast<State *>(state)); }
 
 static fkm_status fw_encode(State *st, const fkm_problem *p) {
   FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B));
@@ -795,11 +817,10 @@ static fkm_status fw_setup(const fkm_problem *p, void **state) {
     fw_teardown(st);
     return rs;
   }
+  /* the device maximum (not this config's size), so states of different D can coexist */
   e = s->dtype == FKM_BF16
-          ? cudaFuncSetAttribute(flash_assign_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)st->cfg.smem)
-          : cudaFuncSetAttribute(flash_assign_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)st->cfg.smem);
+          ? cudaFuncSetAttribute(flash_assign_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin)
+          : cudaFuncSetAttribute(flash_assign_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
   if (e != cudaSuccess) {
     fw_teardown(st);
     return fkm_cuda_fail_at(e, "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", __FILE__, __LINE__);
@@ -867,4 +888,5 @@ extern "C" const fkm_variant fkm_assign_flash_wgmma = {
     fw_setup,
     fw_run,
     fw_teardown,
+    nullptr, /* describe: not a dispatcher */
 };

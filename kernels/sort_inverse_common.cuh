@@ -66,10 +66,10 @@ constexpr int SI_CHUNK_SMEM0 = 8192;       /* smallest chunk of the shared-bin p
 constexpr int SI_CHUNK_GLOBAL = SI_HT * 4; /* chunk of the global-atomic path */
 constexpr int SI_MAX_BINS = 24576;         /* 96 KiB of shared bins at most */
 
-constexpr int SI_RT = 256;        /* reduce block size */
+constexpr int SI_RT = 320;        /* reduce block size (10 warps) */
 constexpr int SI_RW = SI_RT / 32; /* warps per reduce block */
 constexpr int SI_RU = 8;          /* rows per team step (loads in flight per lane) */
-constexpr int SI_RMINB = 3;       /* reduce blocks per SM the register budget targets */
+constexpr int SI_RMINB = 2;       /* reduce blocks per SM the register budget targets */
 /* 1: prefetch the next step's row indices during the current step (costs ~8
  * registers, spills at 3 blocks/SM). 0: load them at the step start; the
  * latency is hidden by the other 23 warps of the SM, which keep ~70 KB of
@@ -138,6 +138,13 @@ __device__ __forceinline__ void si_classify(const SiHistParams &P, int i, int la
   seg = valid ? b * P.K + lab : -1;
 }
 
+/* Records the first bad label of the warp's 32 consecutive rows (the lowest
+ * lane holds the lowest row) with one atomicMin. Warp-uniform call. */
+__device__ __forceinline__ void si_record_bad(const SiHistParams &P, int i, bool is_bad) {
+  const unsigned m = __ballot_sync(SI_FULL, is_bad);
+  if (m && (int)(threadIdx.x & 31) == __ffs(m) - 1) atomicMin(P.bad, i);
+}
+
 /* Rows handled by this block: [c0, c1); the segments they can fall in:
  * [seg_lo, seg_lo + span). */
 __device__ __forceinline__ void si_chunk(const SiHistParams &P, int &c0, int &c1, int &seg_lo, int &span) {
@@ -173,7 +180,7 @@ __device__ __forceinline__ void si_smem_count(const SiHistParams &P, int *sh, in
       in = in && i < c1;
       valid = valid && in;
       if (FIRST) {
-        if (in && !valid) atomicMin(P.bad, i);
+        si_record_bad(P, i, in && !valid);
         if (KEYS && in) {
           P.keys[i] = valid ? (unsigned)seg : 0u;
           P.vals[i] = valid ? i : -1;
@@ -221,7 +228,7 @@ __global__ void __launch_bounds__(SI_HT) sort_inverse_histogram(const SiHistPara
         si_classify(P, i, lab[k], in, valid, seg);
         in = in && i < c1;
         valid = valid && in;
-        if (in && !valid) atomicMin(P.bad, i);
+        si_record_bad(P, i, in && !valid);
         if (KEYS && in) {
           P.keys[i] = valid ? (unsigned)seg : 0u;
           P.vals[i] = valid ? i : -1;
@@ -387,7 +394,7 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
   const int p0 = (int)min(p0l, (long long)m_eff);
   const int p1 = (int)min(p0l + P.L, (long long)m_eff);
   const int a = (int)min((long long)p0 + (long long)team * P.team_len, (long long)p1);
-  const int b = min(a + P.team_len, p1);
+  const int b = (int)min((long long)a + P.team_len, (long long)p1);
 
   if (tid == 0 && blockIdx.y == 0) P.tseg[j] = -1;
   if (tl == 0) {
@@ -418,20 +425,24 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
       for (int e = 0; e < EPL; e++) dst[loc(e)] = acc[e];
     }
   };
+  /* Writes acc / n as the mean of segment s; leaves acc divided (callers
+   * reset it or are done with it). */
   auto write_mean = [&](int s, int n) {
     const float fn = (float)n;
+#pragma unroll
+    for (int e = 0; e < EPL; e++) acc[e] = acc[e] / fn;
     float *dst = P.c_new + (size_t)s * D + dt0;
     if (VEC) {
       if (lane_on) {
 #pragma unroll
         for (int q = 0; q < EPL / 4; q++)
           *reinterpret_cast<float4 *>(dst + tl * EPL + 4 * q) =
-              make_float4(acc[4 * q] / fn, acc[4 * q + 1] / fn, acc[4 * q + 2] / fn, acc[4 * q + 3] / fn);
+              make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
       }
     } else {
 #pragma unroll
       for (int e = 0; e < EPL; e++)
-        if (dt0 + loc(e) < D) dst[loc(e)] = acc[e] / fn;
+        if (dt0 + loc(e) < D) dst[loc(e)] = acc[e];
     }
   };
 

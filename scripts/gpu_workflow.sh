@@ -44,7 +44,7 @@ grep -B1 -A0 "bytes spill" "$out/build.log" | grep -v " 0 bytes spill stores, 0 
 
 if [ "${TESTS:-1}" != 0 ]; then
   step "GPU tests"
-  (cd build-gpu && ctest -L gpu --output-on-failure) 2>&1 | tee "$out/gpu_tests.log" | tail -40
+  (cd build-gpu && ctest -L gpu --output-on-failure --timeout ${TEST_TIMEOUT:-300}) 2>&1 | tee "$out/gpu_tests.log" | tail -40
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   if [ "${SANITIZE:-0}" = 1 ]; then
     step "compute-sanitizer"
@@ -64,7 +64,7 @@ fi
 for cfg in "${configs[@]}"; do
   name=$(basename "$cfg" .json)
   step "run $cfg"
-  ./build-gpu/flashkm run "$cfg" -o "$out/$name.json" 2>&1 | tee "$out/$name.log" | grep -vE "^\s*$" | tail -60
+  timeout ${RUN_TIMEOUT:-900} ./build-gpu/flashkm run "$cfg" -o "$out/$name.json" 2>&1 | tee "$out/$name.log" | grep -vE "^\s*$" | tail -60
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   python3 scripts/check_results.py "$out/$name.json" --expect-complete || status=1
   python3 scripts/summarize.py "$out/$name.json"
