@@ -394,8 +394,8 @@ static void test_bad_strings(void) {
                      "experiments[0].axes.N", "beyond 2^53");
   expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'assign', 'variants': ['assign/cpu_ref'],"
                      " 'axes': {'N': 100, 'K': 8, 'D': 4}},"
-                     " {'name': 'f', 'op': 'lloyd', 'variants': ['lloyd/*'], 'axes': {'N': 100, 'K': 8, 'D': 4}}]}",
-                     "experiments[1].variants[0]", "matches no lloyd variant");
+                     " {'name': 'f', 'op': 'update', 'variants': ['assign/*'], 'axes': {'N': 100, 'K': 8, 'D': 4}}]}",
+                     "experiments[1].variants[0]", "matches no update variant");
   expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'assign', 'variants': ['assign/cpu_ref'],"
                      " 'axes': {'N': 100, 'K': 8, 'D': 4, 'dtype': []}}]}",
                      "experiments[0].axes.dtype", "empty array");
