@@ -2,7 +2,8 @@
 # gpu_workflow.sh — everything a GPU machine should do after a kernel change,
 # in one go: build (with the compiler's resource report), run the GPU tests
 # (optionally under compute-sanitizer), run a config, check its results, and
-# leave logs and the results JSON in OUTDIR.
+# leave logs and the results JSON in OUTDIR (few files: build.log,
+# resources.txt, gpu_tests.log, sanitizer.log, and a .json and .log per config).
 #
 # usage: scripts/gpu_workflow.sh OUTDIR [CONFIG ...]     (default config: configs/quick.json)
 # env:   SANITIZE=1   also run the GPU tests under compute-sanitizer memcheck (and racecheck)
@@ -33,14 +34,14 @@ if ls .deps/*.deb >/dev/null 2>&1; then
 fi
 
 step "build"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFKM_PTXAS_VERBOSE=ON \
-  ${ARCHS:+-DCMAKE_CUDA_ARCHITECTURES="$ARCHS"} "${cmake_extra[@]}" >"$out/configure.log" 2>&1 \
-  || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build-gpu -j 16 >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+  ${ARCHS:+-DCMAKE_CUDA_ARCHITECTURES="$ARCHS"} "${cmake_extra[@]}" >"$out/build.log" 2>&1 \
+  || { tail -30 "$out/build.log"; exit 1; }
+cmake --build build-gpu -j 16 >>"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
 grep -E "Compiling entry|Used [0-9]+ registers|spill" "$out/build.log" | sed 's/ptxas info *: //' >"$out/resources.txt"
 grep -B1 -A0 "bytes spill" "$out/build.log" | grep -v " 0 bytes spill stores, 0 bytes spill loads" | grep "spill" | head -5
-./build-gpu/flashkm info >"$out/info.json"
+./build-gpu/flashkm info | head -12
 
 if [ "${TESTS:-1}" != 0 ]; then
   step "GPU tests"
@@ -53,7 +54,9 @@ if [ "${TESTS:-1}" != 0 ]; then
       for tool in memcheck racecheck; do
         compute-sanitizer --tool $tool --error-exitcode 9 ./build-gpu/tests/$t >/tmp/san.log 2>&1
         rc=$?
-        { echo "### $t $tool rc=$rc"; grep -vE "^\s*$" /tmp/san.log | grep -E "=========" | head -40; } >>"$out/sanitizer.log"
+        { echo "### $t $tool rc=$rc"; grep -E "SUMMARY" /tmp/san.log | tail -1
+          echo "kernels named in reports:"; grep -oE "(at|access at) [A-Za-z_][A-Za-z_0-9]*\+0x" /tmp/san.log | awk '{print $NF}' | sort | uniq -c | head -20
+          grep -E "=========" /tmp/san.log | head -20; } >>"$out/sanitizer.log"
         echo "$t $tool: rc=$rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' /tmp/san.log | tail -1)"
         [ $rc -eq 0 ] || status=1
       done

@@ -2,7 +2,9 @@
 # setup.sh — installs what flashkm needs to build (when missing) and builds it
 # into build/. Called by main.sh and test.sh; safe to run again.
 # Needs: the CUDA toolkit (nvcc on PATH or in /usr/local/cuda), CMake >= 3.24,
-# a C compiler, cJSON (Debian/Ubuntu: libcjson-dev), python3.
+# a C compiler, cJSON (Debian/Ubuntu: libcjson-dev), python3, and for the
+# results scripts and their tests matplotlib and pytest (python3-matplotlib,
+# python3-pytest) in python3 or Debian's /usr/bin/python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,14 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v python3 >/dev/null || need+=(python3)
+has_py_deps() { # python3 or Debian's python has matplotlib and pytest (test.sh uses the first that has)
+  local py
+  for py in python3 /usr/bin/python3; do
+    command -v "$py" >/dev/null && "$py" -c "import matplotlib, pytest" 2>/dev/null && return 0
+  done
+  return 1
+}
+has_py_deps || need+=(python3-matplotlib python3-pytest)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
