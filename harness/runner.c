@@ -314,6 +314,7 @@ static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_prob
   }
   fkm_nvtx_pop();
   FKM_TRY(st);
+  if (c->v->check_input) FKM_TRY(c->v->check_input(p, state, ctx->stream));
   outputs h;
   st = copy_back(&c->s, c->v->op, out, &h);
   if (st != FKM_OK) {

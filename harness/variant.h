@@ -57,6 +57,10 @@ typedef struct fkm_variant {
   /* Optional: what ran, for variants that delegate (the dispatcher names its
    * choice). Recorded in the results row as "impl". May be NULL. */
   const char *(*describe)(void *state);
+  /* Optional, untimed, after a run: reports input errors the kernels detected
+   * without stopping (labels outside [0, K)) as FKM_ERR_INPUT naming the first
+   * offending point. Synchronises the stream. May be NULL. */
+  fkm_status (*check_input)(const fkm_problem *p, void *state, cudaStream_t stream);
 } fkm_variant;
 
 int fkm_variant_count(void);

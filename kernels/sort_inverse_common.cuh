@@ -28,10 +28,12 @@
  * L rows (independent of cluster sizes); each block's slice is cut into
  * `teams` equal team ranges. A team is T = 2^log2T lanes of one warp; lane l
  * owns EPL elements of a D-tile of T*EPL elements (gridDim.y tiles cover D).
- * A team walks its range RU rows at a time: with the RU row indices already
- * in registers it issues RU independent 16-byte (or EPL scalar) gathers of the
- * rows, loads the RU segments of the step and prefetches the next RU row
- * indices, then adds the rows into EPL fp32 registers in sorted order, flushing the running sum when the segment changes. A run that
+ * A team walks its range RU rows at a time: it loads the RU row indices of
+ * the step, issues RU independent 16-byte (or EPL scalar) gathers of the rows,
+ * loads the RU segments of the step (their latency overlaps the gathers), then
+ * adds the rows into EPL fp32 registers in sorted order, flushing the running
+ * sum when the segment changes (no warp-level sync: teams of a warp are
+ * independent). A run that
  * lies wholly inside a team range is written as its mean at once. A run that
  * touches a team-range boundary leaves a piece in shared memory: H (the team's
  * first run, which began before the range; "mid" if it also continues past
@@ -70,10 +72,12 @@ constexpr int SI_RT = 320;        /* reduce block size (10 warps) */
 constexpr int SI_RW = SI_RT / 32; /* warps per reduce block */
 constexpr int SI_RU = 8;          /* rows per team step (loads in flight per lane) */
 constexpr int SI_RMINB = 2;       /* reduce blocks per SM the register budget targets */
-/* 1: prefetch the next step's row indices during the current step (costs ~8
- * registers, spills at 3 blocks/SM). 0: load them at the step start; the
- * latency is hidden by the other 23 warps of the SM, which keep ~70 KB of
- * gathers in flight. */
+/* Registers: the 16-bit vector reduce needs 84-92 (8 rows x 16 B of gathers +
+ * 8 fp32 sums per lane), so 2 blocks x 10 warps per SM; 20 warps keep up to
+ * 80 KB of gathers in flight per SM, above the ~25-50 KB HBM3 needs.
+ * SI_PREFETCH 1 prefetches the next step's row indices during the current one
+ * (~8 more registers); 0 (default) loads them at the step start and relies on
+ * the other warps to hide that short L2 latency. */
 #ifndef SI_PREFETCH
 #define SI_PREFETCH 0
 #endif
@@ -810,6 +814,19 @@ static inline int si_sm_count(int *sms) {
 template <typename K> static fkm_status si_allow_smem(K kernel, size_t bytes) {
   if (bytes > 48 * 1024) FKM_CUDA(cudaFuncSetAttribute((const void *)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
   return FKM_OK;
+}
+
+/* The check_input hook of both variants: the first label outside [0, K) that
+ * the histogram met (device `bad`, INT32_MAX when none) as an input error. */
+fkm_status si_check_bad(const fkm_problem *p, const int *d_bad, cudaStream_t stream) {
+  int bad = INT32_MAX;
+  FKM_CUDA(cudaMemcpyAsync(&bad, d_bad, sizeof bad, cudaMemcpyDeviceToHost, stream));
+  FKM_CUDA(cudaStreamSynchronize(stream));
+  if (bad == INT32_MAX) return FKM_OK;
+  int32_t label = 0;
+  FKM_CUDA(cudaMemcpy(&label, p->labels_in + bad, sizeof label, cudaMemcpyDeviceToHost));
+  return fkm_fail(FKM_ERR_INPUT, "label %d of point %lld (batch %lld) is outside [0, %lld)", label,
+                  (long long)(bad % p->s.N), (long long)(bad / p->s.N), (long long)p->s.K);
 }
 
 } // namespace

@@ -181,6 +181,10 @@ fkm_status si_fast_run(const fkm_problem *p, void *state, cudaStream_t stream) {
   return si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, stream);
 }
 
+fkm_status si_fast_check_input(const fkm_problem *p, void *state, cudaStream_t stream) {
+  return si_check_bad(p, ((SiFastState *)state)->bad, stream);
+}
+
 } // namespace
 
 extern "C" const fkm_variant fkm_update_sort_inverse = {
@@ -195,4 +199,6 @@ extern "C" const fkm_variant fkm_update_sort_inverse = {
     /* .setup = */ si_fast_setup,
     /* .run = */ si_fast_run,
     /* .teardown = */ si_fast_teardown,
+    /* .describe = */ NULL,
+    /* .check_input = */ si_fast_check_input,
 };

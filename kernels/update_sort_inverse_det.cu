@@ -188,6 +188,10 @@ fkm_status si_det_run(const fkm_problem *p, void *state, cudaStream_t stream) {
   return si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, stream);
 }
 
+fkm_status si_det_check_input(const fkm_problem *p, void *state, cudaStream_t stream) {
+  return si_check_bad(p, ((SiDetState *)state)->bad, stream);
+}
+
 } // namespace
 
 extern "C" const fkm_variant fkm_update_sort_inverse_det = {
@@ -202,4 +206,6 @@ extern "C" const fkm_variant fkm_update_sort_inverse_det = {
     /* .setup = */ si_det_setup,
     /* .run = */ si_det_run,
     /* .teardown = */ si_det_teardown,
+    /* .describe = */ NULL,
+    /* .check_input = */ si_det_check_input,
 };

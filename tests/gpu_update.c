@@ -65,6 +65,46 @@ static void check_one(const fkm_variant *v, const shape_case *sc, fkm_dtype t) {
   fkm_data_free(&h);
 }
 
+/* A label outside [0, K) is reported as an input error naming the point, by
+ * variants that check their input; no variant may write out of bounds (run
+ * this test under compute-sanitizer memcheck). */
+static void check_bad_label(const fkm_variant *v) {
+  fkm_shape s = {2, 3000, 64, 32, FKM_F16};
+  if (!variant_runs_here(v, &s)) return;
+  fkm_data_spec spec = {.kind = FKM_DATA_BLOBS};
+  fkm_dataset h;
+  if (fkm_data_make_host(&s, &spec, 8, &h) != FKM_OK) return;
+  h.labels[3000 + 123] = 64;
+  h.labels[3000 + 2000] = -5;
+  const size_t es = fkm_dtype_size(s.dtype);
+  fkm_problem p = {0};
+  p.s = s;
+  p.x = to_device(h.x, (size_t)(s.B * s.N * s.D) * es);
+  p.labels_in = to_device(h.labels, (size_t)(s.B * s.N) * 4);
+  p.c_old = to_device(h.c_old, (size_t)(s.B * s.K * s.D) * 4);
+  cudaMalloc((void **)&p.c_new, (size_t)(s.B * s.K * s.D) * 4);
+  cudaMalloc((void **)&p.counts, (size_t)(s.B * s.K) * 4);
+  void *state = NULL;
+  fkm_status st = v->setup ? v->setup(&p, &state) : FKM_OK;
+  CHECK(st == FKM_OK);
+  if (st == FKM_OK) {
+    CHECK(v->run(&p, state, 0) == FKM_OK);
+    if (v->check_input) {
+      st = v->check_input(&p, state, 0);
+      CHECK_MSG(st == FKM_ERR_INPUT && strstr(fkm_last_error(), "point 123 (batch 1)"),
+                "%s: bad label not reported: %s", v->name, fkm_last_error());
+    }
+    CHECK(cudaDeviceSynchronize() == cudaSuccess);
+    if (v->teardown) v->teardown(state);
+  }
+  cudaFree((void *)p.x);
+  cudaFree((void *)p.labels_in);
+  cudaFree((void *)p.c_old);
+  cudaFree(p.c_new);
+  cudaFree(p.counts);
+  fkm_data_free(&h);
+}
+
 int main(void) {
   if (!gpu_available()) return CHECK_SKIP;
   const fkm_dtype dtypes[] = {FKM_F16, FKM_BF16, FKM_F32};
@@ -74,6 +114,7 @@ int main(void) {
     const int before = check_failures;
     for (size_t j = 0; j < sizeof shapes / sizeof shapes[0]; j++)
       for (int t = 0; t < 3; t++) check_one(v, &shapes[j], dtypes[t]);
+    check_bad_label(v);
     printf("%-24s %s\n", v->name, check_failures == before ? "ok" : "FAILED");
   }
   return check_exit("gpu_update");
