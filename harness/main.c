@@ -4,6 +4,7 @@
 #include "device.h"
 #include "info.h"
 #include "runner.h"
+#include "npy.h"
 #include "variant.h"
 
 #include <stdio.h>
@@ -19,6 +20,7 @@ static const char *usage_main =
     "  run CONFIG   run the experiments of a JSON config, write a results JSON\n"
     "  list         the variant registry, one line each\n"
     "  info         device and build as JSON (says plainly when there is no GPU)\n"
+    "  fit          cluster a .npy file: labels and centroids to .npy\n"
     "\n"
     "`flashkm <command> --help` describes each command.\n";
 
@@ -133,6 +135,180 @@ static int cmd_run(int argc, char **argv, int full_argc, char **full_argv) {
   return fkm_run_command(&o);
 }
 
+
+static const char *usage_fit =
+    "usage: flashkm fit --input X.npy --k K [--init random|kmeans++] [--tol T] [--tol-mode shift|inertia]\n"
+    "                   [--max-iter M] [--seed S] [--dtype fp16|bf16|fp32] [--labels L.npy] [--centroids C.npy]\n"
+    "                   [--assign VARIANT] [--update VARIANT] [-q]\n"
+    "\n"
+    "Clusters the rows of X (float16 or float32, shape (N, D), or (B, N, D) for B independent problems)\n"
+    "into K clusters with Lloyd's algorithm on the GPU (FlashAssign + sort-inverse update). Writes labels\n"
+    "(int32, (N,) or (B, N)) and centroids (float32, (K, D) or (B, K, D)), prints a JSON summary\n"
+    "(iterations, inertia per iteration, time) on stdout and one progress line per iteration on stderr.\n"
+    "\n"
+    "  --init        random distinct points (default) or kmeans++\n"
+    "  --tol         stop when the largest centroid shift (absolute; default) or, with --tol-mode inertia,\n"
+    "                the relative change of inertia is at most T (default 1e-4)\n"
+    "  --max-iter    at most M iterations (default 300)\n"
+    "  --seed        same seed, same result (default 1)\n"
+    "  --dtype       compute on the data rounded to this type (default: the file's)\n"
+    "  --assign, --update   variants to use (default assign/flash, update/sort_inverse_det)\n"
+    "\n"
+    "exit status: 0 done (converged or max-iter reached), 1 failed on the GPU (none, out of memory),\n"
+    "2 bad arguments or input file.\n";
+
+static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t *out) {
+  char *end = NULL;
+  long long v = strtoll(s, &end, 10);
+  if (!*s || *end || v < lo) {
+    fprintf(stderr, "flashkm fit: %s expects an integer >= %lld, got '%s'\n", opt, (long long)lo, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int cmd_fit(int argc, char **argv) {
+  if (wants_help(argc, argv)) {
+    fputs(usage_fit, stdout);
+    return 0;
+  }
+  fkm_fit_options o;
+  fkm_fit_defaults(&o);
+  const char *input = NULL, *labels_path = NULL, *centroids_path = NULL, *dtype_name = NULL;
+  int64_t k = 0, v;
+  o.progress = 1;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+      o.progress = 0;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "flashkm fit: %s needs a value\n%s", a, a[0] == '-' ? "" : usage_fit);
+      return FKM_EXIT_USAGE;
+    }
+    const char *val = argv[++i];
+    if (!strcmp(a, "--input")) input = val;
+    else if (!strcmp(a, "--labels")) labels_path = val;
+    else if (!strcmp(a, "--centroids")) centroids_path = val;
+    else if (!strcmp(a, "--dtype")) dtype_name = val;
+    else if (!strcmp(a, "--assign")) o.assign_variant = val;
+    else if (!strcmp(a, "--update")) o.update_variant = val;
+    else if (!strcmp(a, "--k")) { if (parse_i64(a, val, 1, &k)) return FKM_EXIT_USAGE; }
+    else if (!strcmp(a, "--max-iter")) { if (parse_i64(a, val, 1, &v) || v > 1000000) return FKM_EXIT_USAGE; o.max_iter = (int)v; }
+    else if (!strcmp(a, "--seed")) { if (parse_i64(a, val, 0, &v)) return FKM_EXIT_USAGE; o.seed = (uint64_t)v; }
+    else if (!strcmp(a, "--tol")) {
+      char *end = NULL;
+      o.tol = strtod(val, &end);
+      if (!*val || *end || !(o.tol >= 0)) {
+        fprintf(stderr, "flashkm fit: --tol expects a number >= 0, got '%s'\n", val);
+        return FKM_EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--tol-mode")) {
+      if (!strcmp(val, "shift")) o.tol_mode = FKM_TOL_SHIFT;
+      else if (!strcmp(val, "inertia")) o.tol_mode = FKM_TOL_INERTIA;
+      else { fprintf(stderr, "flashkm fit: --tol-mode is shift or inertia, got '%s'\n", val); return FKM_EXIT_USAGE; }
+    } else if (!strcmp(a, "--init")) {
+      if (!strcmp(val, "random")) o.init = FKM_INIT_RANDOM;
+      else if (!strcmp(val, "kmeans++")) o.init = FKM_INIT_KMEANSPP;
+      else { fprintf(stderr, "flashkm fit: --init is random or kmeans++, got '%s'\n", val); return FKM_EXIT_USAGE; }
+    } else {
+      fprintf(stderr, "flashkm fit: unknown option '%s'\n%s", a, usage_fit);
+      return FKM_EXIT_USAGE;
+    }
+  }
+  if (!input || !k) {
+    fprintf(stderr, "flashkm fit: --input and --k are required\n%s", usage_fit);
+    return FKM_EXIT_USAGE;
+  }
+  fkm_npy_header h;
+  if (fkm_npy_read_header(input, &h) != FKM_OK) {
+    fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
+    return FKM_EXIT_USAGE;
+  }
+  if (h.type == FKM_NPY_I32) {
+    fprintf(stderr, "flashkm fit: %s holds int32 values: the points must be float16 or float32\n", input);
+    return FKM_EXIT_USAGE;
+  }
+  o.B = h.ndim == 3 ? h.shape[0] : 1;
+  o.N = h.shape[h.ndim - 2];
+  o.D = h.shape[h.ndim - 1];
+  o.K = k;
+  o.dtype = h.type == FKM_NPY_F16 ? FKM_F16 : FKM_F32;
+  if (dtype_name && fkm_dtype_from_name(dtype_name, &o.dtype) != 0) {
+    fprintf(stderr, "flashkm fit: --dtype is fp16, bf16 or fp32, got '%s'\n", dtype_name);
+    return FKM_EXIT_USAGE;
+  }
+  if (k > o.N) {
+    fprintf(stderr, "flashkm fit: --k %lld exceeds the %lld points of %s\n", (long long)k, (long long)o.N, input);
+    return FKM_EXIT_USAGE;
+  }
+  const size_t nx = (size_t)(o.B * o.N * o.D);
+  void *x = malloc(nx * fkm_dtype_size(o.dtype));
+  int32_t *labels = malloc(sizeof(int32_t) * (size_t)(o.B * o.N));
+  float *cent = malloc(sizeof(float) * (size_t)(o.B * o.K * o.D));
+  int rc = 0;
+  if (!x || !labels || !cent) {
+    fprintf(stderr, "flashkm fit: cannot allocate %.2f GB of host memory for %s\n",
+            (double)nx * (double)fkm_dtype_size(o.dtype) / 1e9, input);
+    rc = FKM_EXIT_FAILED;
+  } else if (fkm_npy_load(input, (int64_t)nx, o.dtype, x) != FKM_OK) {
+    fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
+    rc = FKM_EXIT_USAGE;
+  }
+  fkm_fit_result r;
+  memset(&r, 0, sizeof r);
+  if (!rc) {
+    fkm_status st = fkm_fit(&o, x, labels, cent, &r);
+    if (st != FKM_OK) {
+      fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
+      rc = st == FKM_ERR_INPUT ? FKM_EXIT_USAGE : FKM_EXIT_FAILED;
+    }
+  }
+  if (!rc && labels_path) {
+    int64_t shape[2] = {o.B, o.N};
+    if (fkm_npy_write(labels_path, FKM_NPY_I32, o.B > 1 ? 2 : 1, o.B > 1 ? shape : shape + 1, labels) != FKM_OK) {
+      fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
+      rc = FKM_EXIT_FAILED;
+    }
+  }
+  if (!rc && centroids_path) {
+    int64_t shape[3] = {o.B, o.K, o.D};
+    if (fkm_npy_write(centroids_path, FKM_NPY_F32, o.B > 1 ? 3 : 2, o.B > 1 ? shape : shape + 1, cent) != FKM_OK) {
+      fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
+      rc = FKM_EXIT_FAILED;
+    }
+  }
+  if (!rc) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "input", input);
+    cJSON_AddNumberToObject(j, "B", (double)o.B);
+    cJSON_AddNumberToObject(j, "N", (double)o.N);
+    cJSON_AddNumberToObject(j, "D", (double)o.D);
+    cJSON_AddNumberToObject(j, "K", (double)o.K);
+    cJSON_AddStringToObject(j, "dtype", fkm_dtype_name(o.dtype));
+    cJSON_AddStringToObject(j, "init", fkm_init_name(o.init));
+    cJSON_AddNumberToObject(j, "seed", (double)o.seed);
+    cJSON_AddNumberToObject(j, "iterations", r.iterations);
+    cJSON_AddBoolToObject(j, "converged", r.converged);
+    cJSON_AddNumberToObject(j, "inertia", r.inertia);
+    cJSON_AddNumberToObject(j, "seconds", r.seconds);
+    cJSON_AddNumberToObject(j, "init_seconds", r.init_seconds);
+    cJSON_AddItemToObject(j, "inertia_history", cJSON_CreateDoubleArray(r.inertia_history, r.history_len));
+    cJSON_AddItemToObject(j, "shift_history", cJSON_CreateDoubleArray(r.shift_history, r.history_len));
+    char *text = cJSON_PrintUnformatted(j);
+    puts(text ? text : "{}");
+    free(text);
+    cJSON_Delete(j);
+  }
+  fkm_fit_result_free(&r);
+  free(x);
+  free(labels);
+  free(cent);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage_main, stderr);
@@ -146,6 +322,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, argc, argv);
   if (!strcmp(cmd, "list")) return cmd_list(argc - 2, argv + 2);
   if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+  if (!strcmp(cmd, "fit")) return cmd_fit(argc - 2, argv + 2);
   fprintf(stderr, "flashkm: unknown command '%s'\n\n%s", cmd, usage_main);
   return FKM_EXIT_USAGE;
 }

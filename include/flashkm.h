@@ -48,6 +48,43 @@ int fkm_op_from_name(const char *name, fkm_op *out);
 /* Text of the most recent error set by the library ("" if none). */
 const char *fkm_last_error(void);
 
+/* ---- k-means fit (Lloyd's algorithm on the GPU) ---- */
+
+typedef enum { FKM_INIT_RANDOM = 0, FKM_INIT_KMEANSPP } fkm_init;
+typedef enum { FKM_TOL_SHIFT = 0, FKM_TOL_INERTIA } fkm_tol_mode;
+
+typedef struct {
+  int64_t B, N, D, K;       /* B independent problems of N points in D dims, K clusters each */
+  fkm_dtype dtype;          /* of the points */
+  fkm_init init;            /* random distinct points (default) or k-means++ */
+  fkm_tol_mode tol_mode;    /* stop when the largest centroid shift (absolute, default) or the
+                               relative change of inertia falls below tol */
+  double tol;               /* default 1e-4 */
+  int max_iter;             /* default 300 */
+  uint64_t seed;            /* same seed, same result */
+  const char *assign_variant; /* NULL: "assign/flash" */
+  const char *update_variant; /* NULL: "update/sort_inverse_det" (bitwise reproducible) */
+  int progress;             /* one line per iteration on stderr */
+} fkm_fit_options;
+
+typedef struct {
+  int iterations;
+  int converged;
+  double inertia;           /* of the returned labels and centroids (sum over all batches) */
+  double seconds;           /* GPU wall time of init + iterations */
+  double init_seconds;
+  int history_len;
+  double *inertia_history;  /* per iteration: inertia of the assignment step */
+  double *shift_history;    /* per iteration: largest centroid shift of the update step */
+} fkm_fit_result;
+
+void fkm_fit_defaults(fkm_fit_options *o);
+/* x: host array [B][N][D] of o->dtype (finite values). Writes labels [B][N] and
+ * centroids [B][K][D] (fp32) to host arrays. Needs a CUDA GPU. */
+fkm_status fkm_fit(const fkm_fit_options *o, const void *x, int32_t *labels, float *centroids, fkm_fit_result *r);
+void fkm_fit_result_free(fkm_fit_result *r);
+const char *fkm_init_name(fkm_init i);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,5 +61,45 @@ for f in tests/configs/bad/*.json; do
 done
 [ "$n_bad" -ge 10 ] && ok || fail "only $n_bad broken configs"
 
+# fit: every bad input is exit 2 with a message naming what is wrong; a good
+# input without a GPU is exit 1 saying so (with a GPU it must succeed).
+npy() { # path dtype(f2|f4|i4) rows cols [truncate-bytes]
+  python3 - "$@" <<'PY'
+import struct, sys
+path, dt, rows, cols = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cut = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+hdr = "{'descr': '<%s', 'fortran_order': False, 'shape': (%d, %d), }" % (dt, rows, cols)
+hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+fmt = {"f2": "e", "f4": "f", "i4": "i"}[dt]
+vals = [((i * 7919) % 1000) / 100.0 for i in range(rows * cols)]
+if dt == "i4":
+    vals = [int(v) for v in vals]
+body = struct.pack("<%d%s" % (rows * cols, fmt), *vals)
+with open(path, "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + body[: len(body) - cut])
+PY
+}
+npy "$tmp/x.npy" f2 500 8
+npy "$tmp/xi.npy" i4 500 8
+npy "$tmp/xt.npy" f4 500 8 100
+expect_rc 0 "fit --help" "$bin" fit --help
+expect_rc 2 "fit without --k" "$bin" fit --input "$tmp/x.npy"
+expect_rc 2 "fit K > N" "$bin" fit --input "$tmp/x.npy" --k 501
+grep -q "exceeds" "$tmp/err" && ok || fail "fit K > N: $(cat "$tmp/err")"
+expect_rc 2 "fit int32 input" "$bin" fit --input "$tmp/xi.npy" --k 4
+grep -q "float16 or float32" "$tmp/err" && ok || fail "fit int32: $(cat "$tmp/err")"
+expect_rc 2 "fit truncated input" "$bin" fit --input "$tmp/xt.npy" --k 4
+grep -qi "truncated\|bytes" "$tmp/err" && ok || fail "fit truncated: $(cat "$tmp/err")"
+expect_rc 2 "fit unreadable input" "$bin" fit --input "$tmp/missing.npy" --k 4
+grep -q "missing.npy" "$tmp/err" && ok || fail "fit missing: $(cat "$tmp/err")"
+expect_rc 2 "fit bad --init" "$bin" fit --input "$tmp/x.npy" --k 4 --init best
+if "$bin" info 2>/dev/null | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["device"]["present"] else 1)'; then
+  expect_rc 0 "fit on the GPU" "$bin" fit --input "$tmp/x.npy" --k 4 --labels "$tmp/l.npy" --centroids "$tmp/c.npy" -q
+  [ -s "$tmp/l.npy" ] && [ -s "$tmp/c.npy" ] && ok || fail "fit wrote no labels or centroids"
+else
+  expect_rc 1 "fit without a GPU" "$bin" fit --input "$tmp/x.npy" --k 4 -q
+  grep -q "GPU" "$tmp/err" && ok || fail "fit without a GPU: $(cat "$tmp/err")"
+fi
+
 echo "cli_test: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -1,0 +1,199 @@
+/* fit.c — fkm_fit: Lloyd's algorithm on the GPU from an initialisation to
+ * convergence, built from the same variants the harness times.
+ *
+ * Per iteration: centroids (fp32) are rounded to the input dtype, FlashAssign
+ * labels every point, the update computes new centroids, and one small
+ * device-to-host copy brings back inertia and the largest centroid shift —
+ * the iteration's only host round trip. After convergence a last assignment
+ * makes labels and inertia consistent with the returned centroids. */
+#include "error.h"
+#include "flashkm.h"
+#include "init.h"
+#include "lloyd.h"
+#include "nvtx.h"
+#include "variant.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void fkm_fit_defaults(fkm_fit_options *o) {
+  memset(o, 0, sizeof *o);
+  o->B = 1;
+  o->dtype = FKM_F32;
+  o->init = FKM_INIT_RANDOM;
+  o->tol_mode = FKM_TOL_SHIFT;
+  o->tol = 1e-4;
+  o->max_iter = 300;
+  o->seed = 1;
+}
+
+const char *fkm_init_name(fkm_init i) { return i == FKM_INIT_KMEANSPP ? "kmeans++" : "random"; }
+
+void fkm_fit_result_free(fkm_fit_result *r) {
+  free(r->inertia_history);
+  free(r->shift_history);
+  memset(r, 0, sizeof *r);
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static fkm_status check_options(const fkm_fit_options *o) {
+  if (o->B < 1 || o->N < 1 || o->D < 1 || o->K < 1)
+    return fkm_fail(FKM_ERR_INPUT, "B, N, D and K must be positive (got %lld, %lld, %lld, %lld)", (long long)o->B,
+                    (long long)o->N, (long long)o->D, (long long)o->K);
+  if (o->K > o->N) return fkm_fail(FKM_ERR_INPUT, "K=%lld exceeds the number of points N=%lld", (long long)o->K, (long long)o->N);
+  if ((unsigned)o->dtype >= FKM_DTYPE_COUNT) return fkm_fail(FKM_ERR_INPUT, "unknown dtype %d", (int)o->dtype);
+  if (!(o->tol >= 0)) return fkm_fail(FKM_ERR_INPUT, "tol must be >= 0 (got %g)", o->tol);
+  if (o->max_iter < 1) return fkm_fail(FKM_ERR_INPUT, "max_iter must be >= 1 (got %d)", o->max_iter);
+  if (o->B * o->N >= ((int64_t)1 << 31)) return fkm_fail(FKM_ERR_INPUT, "B*N must be below 2^31");
+  return FKM_OK;
+}
+
+typedef struct {
+  void *x, *c;
+  int32_t *labels;
+  float *dist, *c_a, *c_b;
+  int32_t *counts;
+  cudaStream_t stream;
+  fkm_lloyd *lloyd;
+} fit_buffers;
+
+static void fit_free(fit_buffers *f) {
+  if (f->lloyd) fkm_lloyd_destroy(f->lloyd);
+  cudaFree(f->x);
+  cudaFree(f->c);
+  cudaFree(f->labels);
+  cudaFree(f->dist);
+  cudaFree(f->c_a);
+  cudaFree(f->c_b);
+  cudaFree(f->counts);
+  if (f->stream) cudaStreamDestroy(f->stream);
+  memset(f, 0, sizeof *f);
+}
+
+static fkm_status fit_alloc(const fkm_fit_options *o, const void *x_host, fit_buffers *f) {
+  const size_t es = fkm_dtype_size(o->dtype);
+  const size_t nx = (size_t)(o->B * o->N * o->D), nc = (size_t)(o->B * o->K * o->D), np = (size_t)(o->B * o->N);
+  FKM_CUDA(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
+  FKM_CUDA(cudaMalloc(&f->x, nx * es));
+  FKM_CUDA(cudaMalloc(&f->c, nc * es));
+  FKM_CUDA(cudaMalloc((void **)&f->labels, np * 4));
+  FKM_CUDA(cudaMalloc((void **)&f->dist, np * 4));
+  FKM_CUDA(cudaMalloc((void **)&f->c_a, nc * 4));
+  FKM_CUDA(cudaMalloc((void **)&f->c_b, nc * 4));
+  FKM_CUDA(cudaMalloc((void **)&f->counts, (size_t)(o->B * o->K) * 4));
+  FKM_CUDA(cudaMemcpy(f->x, x_host, nx * es, cudaMemcpyHostToDevice));
+  return FKM_OK;
+}
+
+static fkm_problem problem_of(const fkm_fit_options *o, const fit_buffers *f, const float *c_old, float *c_new) {
+  fkm_problem p;
+  memset(&p, 0, sizeof p);
+  p.s.B = o->B;
+  p.s.N = o->N;
+  p.s.K = o->K;
+  p.s.D = o->D;
+  p.s.dtype = o->dtype;
+  p.x = f->x;
+  p.c = f->c;
+  p.labels = f->labels;
+  p.dist = f->dist;
+  p.c_old = c_old;
+  p.c_new = c_new;
+  p.counts = f->counts;
+  p.scratch_budget = (size_t)1 << 30;
+  return p;
+}
+
+static fkm_status fit_run(const fkm_fit_options *o, fit_buffers *f, int32_t *labels, float *centroids,
+                          fkm_fit_result *r) {
+  const double t0 = now_s();
+  const int64_t nc = o->B * o->K * o->D;
+  fkm_nvtx_push("init");
+  fkm_shape s = {o->B, o->N, o->K, o->D, o->dtype};
+  fkm_status st = fkm_init_centroids(&s, o->init, o->seed, f->x, f->c_a, f->stream);
+  fkm_nvtx_pop();
+  FKM_TRY(st);
+  r->init_seconds = now_s() - t0;
+
+  const char *an = o->assign_variant ? o->assign_variant : "assign/flash";
+  const char *un = o->update_variant ? o->update_variant : "update/sort_inverse_det";
+  fkm_problem p = problem_of(o, f, f->c_a, f->c_b);
+  FKM_TRY(fkm_lloyd_create(&p, an, un, &f->lloyd));
+  r->inertia_history = malloc(sizeof(double) * (size_t)o->max_iter);
+  r->shift_history = malloc(sizeof(double) * (size_t)o->max_iter);
+  if (!r->inertia_history || !r->shift_history) return fkm_fail(FKM_ERR_OOM, "out of host memory");
+
+  float *c_cur = f->c_a, *c_next = f->c_b;
+  double prev_inertia = INFINITY;
+  for (int it = 0; it < o->max_iter; it++) {
+    fkm_nvtx_push("iteration");
+    p = problem_of(o, f, c_cur, c_next);
+    st = fkm_cast_centroids(c_cur, f->c, nc, o->dtype, f->stream);
+    if (st == FKM_OK) st = fkm_lloyd_iterate(f->lloyd, &p, f->stream);
+    if (st == FKM_OK) {
+      cudaError_t e = cudaStreamSynchronize(f->stream);
+      if (e != cudaSuccess) st = fkm_cuda_fail_at(e, "Lloyd iteration", __FILE__, __LINE__);
+    }
+    fkm_nvtx_pop();
+    FKM_TRY(st);
+    double inertia, shift;
+    fkm_lloyd_scalars(f->lloyd, &inertia, &shift);
+    r->inertia_history[it] = inertia;
+    r->shift_history[it] = shift;
+    r->iterations = it + 1;
+    float *t = c_cur;
+    c_cur = c_next;
+    c_next = t;
+    if (o->progress)
+      fprintf(stderr, "fit: iteration %4d  inertia %.9g  shift %.3g  %.3f s\n", it + 1, inertia, shift, now_s() - t0);
+    if (!(inertia == inertia)) return fkm_fail(FKM_ERR_INPUT, "inertia became NaN at iteration %d: the data hold NaN or Inf", it + 1);
+    const double rel = fabs(prev_inertia - inertia) / (inertia > 0 ? inertia : 1.0);
+    if ((o->tol_mode == FKM_TOL_SHIFT && shift <= o->tol) || (o->tol_mode == FKM_TOL_INERTIA && rel <= o->tol)) {
+      r->converged = 1;
+      break;
+    }
+    prev_inertia = inertia;
+  }
+  r->history_len = r->iterations;
+
+  /* Final assignment: labels and inertia of the centroids we return. */
+  p = problem_of(o, f, c_cur, c_next);
+  FKM_TRY(fkm_cast_centroids(c_cur, f->c, nc, o->dtype, f->stream));
+  FKM_TRY(fkm_lloyd_iterate(f->lloyd, &p, f->stream));
+  FKM_CUDA(cudaStreamSynchronize(f->stream));
+  double shift_unused;
+  fkm_lloyd_scalars(f->lloyd, &r->inertia, &shift_unused);
+  r->seconds = now_s() - t0;
+  FKM_CUDA(cudaMemcpy(labels, f->labels, (size_t)(o->B * o->N) * 4, cudaMemcpyDeviceToHost));
+  FKM_CUDA(cudaMemcpy(centroids, c_cur, (size_t)nc * 4, cudaMemcpyDeviceToHost));
+  return FKM_OK;
+}
+
+fkm_status fkm_fit(const fkm_fit_options *o, const void *x, int32_t *labels, float *centroids, fkm_fit_result *r) {
+  memset(r, 0, sizeof *r);
+  FKM_TRY(check_options(o));
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return fkm_fail(FKM_ERR_NO_DEVICE, "fit needs a CUDA GPU and none is usable here");
+  }
+  fit_buffers f;
+  memset(&f, 0, sizeof f);
+  fkm_status st = fit_alloc(o, x, &f);
+  if (st == FKM_ERR_OOM || (st == FKM_ERR_CUDA && strstr(fkm_last_error(), "out of memory")))
+    st = fkm_fail(FKM_ERR_OOM, "the data (%.2f GB) and centroids do not fit in GPU memory: %s",
+                  (double)(o->B * o->N * o->D) * (double)fkm_dtype_size(o->dtype) / 1e9, fkm_last_error());
+  if (st == FKM_OK) st = fit_run(o, &f, labels, centroids, r);
+  fit_free(&f);
+  if (st != FKM_OK) r->history_len = r->iterations; /* what ran before the failure stays readable */
+  return st;
+}
