@@ -35,6 +35,11 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "present" in
 expect_rc 0 "dry run" "$bin" run configs/smoke.json --dry-run
 grep -q "cases$" "$tmp/out" && ok || fail "dry run does not count cases"
 
+# Every shipped config is valid.
+for f in configs/*.json configs/paper/*.json; do
+  expect_rc 0 "dry run of $f" "$bin" run "$f" --dry-run
+done
+
 # The smoke config end to end; the results file must check out.
 expect_rc 0 "smoke run" "$bin" run configs/smoke.json -o "$tmp/smoke.json"
 grep -q "^\[ *[0-9]*/[0-9]*\] " "$tmp/err" && ok || fail "smoke run printed no progress lines"
