@@ -10,7 +10,9 @@ extern const fkm_variant fkm_assign_cublas_gemm;
 extern const fkm_variant fkm_update_atomic_scatter;
 extern const fkm_variant fkm_assign_flash_simt;
 extern const fkm_variant fkm_assign_flash_mma;
+extern const fkm_variant fkm_assign_flash_mma_v1;
 extern const fkm_variant fkm_assign_flash_wgmma;
+extern const fkm_variant fkm_assign_flash_wgmma_bm256;
 extern const fkm_variant fkm_assign_flash;
 extern const fkm_variant fkm_update_sort_inverse;
 extern const fkm_variant fkm_update_sort_inverse_det;
@@ -27,7 +29,9 @@ static const fkm_variant *const registry[] = {
     &fkm_update_atomic_scatter,
     &fkm_assign_flash_simt,
     &fkm_assign_flash_mma,
+    &fkm_assign_flash_mma_v1,
     &fkm_assign_flash_wgmma,
+    &fkm_assign_flash_wgmma_bm256,
     &fkm_assign_flash,
     &fkm_update_sort_inverse,
     &fkm_update_sort_inverse_det,

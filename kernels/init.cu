@@ -3,18 +3,21 @@
  * random:   K distinct rows per batch, drawn on the host by Floyd's algorithm
  *           from the seed, then gathered on the GPU. Distinct rows, unlike the
  *           public implementations' randperm-free draws, so no duplicate seeds.
- * kmeans++: D² sampling on the GPU, one centre per round, no host round trip
- *           per round: a kernel folds the newest centre into each point's
- *           fp64 min distance, CUB scans the distances, and a one-block kernel
- *           draws u·total from the seed, binary-searches it and copies the row.
- *           Cost per round: one pass over X, so O(K·N·D); for K in the tens of
- *           thousands that takes seconds (k-means|| would parallelise it). */
+ * kmeans++: greedy D² sampling on the GPU (L = 2 + ln K candidates per round,
+ *           the one lowering the potential most is kept), no host round trip
+ *           per round: a kernel folds the newest centre into each point's fp64
+ *           min distance, CUB scans them, one block draws the candidates from
+ *           the seed, a grid sums each candidate's potential in a fixed order,
+ *           and one block keeps the best. Cost per round: L + 1 passes over X,
+ *           so O(L·K·N·D); for K in the tens of thousands that takes seconds
+ *           (k-means|| would parallelise it). Deterministic: no float atomics. */
 #include "dtype.h"
 #include "error.h"
 #include "gen.h"
 #include "init.h"
 
 #include <cub/device/device_scan.cuh>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,60 +98,117 @@ __global__ void kpp_fold_kernel(const void *__restrict__ x, int dtype, int64_t N
   if (lane == 0) mind[n] = first ? acc : fmin(mind[n], acc);
 }
 
-/* Draws the next centre with probability mind / sum(mind) and copies its row to c_out. */
-__global__ void kpp_pick_kernel(const double *__restrict__ cum, int64_t N, uint64_t seed, uint64_t draw,
-                                const void *__restrict__ x, int dtype, int64_t D, float *__restrict__ c_out) {
-  __shared__ int64_t chosen;
-  if (threadIdx.x == 0) {
-    const double total = cum[N - 1];
-    const uint64_t h = fkm_hash(seed, FKM_STREAM_KPP, draw);
-    int64_t pick;
-    if (!(total > 0.0)) {
-      pick = (int64_t)(h % (uint64_t)N); /* every point already coincides with a centre */
-    } else {
-      const double u = (double)(h >> 11) * 0x1.0p-53 * total;
-      int64_t lo = 0, hi = N - 1; /* first index with cum > u */
-      while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (cum[mid] > u) hi = mid; else lo = mid + 1;
+/* Draws L candidate rows, each with probability mind / sum(mind) (thread l: draw l). */
+__global__ void kpp_draw_kernel(const double *__restrict__ cum, int64_t N, uint64_t seed, uint64_t round, int L,
+                                int64_t *__restrict__ cand) {
+  const int l = threadIdx.x;
+  if (l >= L) return;
+  const double total = cum[N - 1];
+  const uint64_t h = fkm_hash(seed, FKM_STREAM_KPP, round * 64 + (uint64_t)l);
+  if (!(total > 0.0)) { /* every point already coincides with a centre */
+    cand[l] = (int64_t)(h % (uint64_t)N);
+    return;
+  }
+  const double u = (double)(h >> 11) * 0x1.0p-53 * total;
+  int64_t lo = 0, hi = N - 1; /* first index with cum > u */
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (cum[mid] > u) hi = mid; else lo = mid + 1;
+  }
+  cand[l] = lo;
+}
+
+#define KPP_MAX_L 24
+#define KPP_BLOCKS 264
+#define KPP_THREADS 256
+
+/* partial[block][l] = sum over the block's points of min(mind, ||x - x_cand_l||²),
+ * in a fixed order (per-warp sums, then warps in order): the same bits every run. */
+__global__ void kpp_potential_kernel(const void *__restrict__ x, int dtype, int64_t N, int64_t D,
+                                     const double *__restrict__ mind, const int64_t *__restrict__ cand, int L,
+                                     double *__restrict__ partial) {
+  __shared__ double warp_sums[KPP_THREADS / 32][KPP_MAX_L];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t warps = (int64_t)gridDim.x * (KPP_THREADS / 32);
+  for (int l = 0; l < L; l++) { /* candidate-major: one scalar accumulator, no local memory */
+    const int64_t c = cand[l];
+    double acc = 0.0;
+    for (int64_t n = blockIdx.x * (int64_t)(KPP_THREADS / 32) + warp; n < N; n += warps) {
+      double d2 = 0.0;
+      for (int64_t d = lane; d < D; d += 32) {
+        double diff = (double)fkm_load_as_f32(x, dtype, n * D + d) - (double)fkm_load_as_f32(x, dtype, c * D + d);
+        d2 += diff * diff;
       }
-      pick = lo;
+      for (int o = 16; o > 0; o >>= 1) d2 += __shfl_xor_sync(0xffffffffu, d2, o);
+      acc += fmin(mind[n], d2);
     }
-    chosen = pick;
+    if (lane == 0) warp_sums[warp][l] = acc;
+  }
+  __syncthreads();
+  if (threadIdx.x < L) {
+    double t = 0.0;
+    for (int w = 0; w < KPP_THREADS / 32; w++) t += warp_sums[w][threadIdx.x];
+    partial[blockIdx.x * KPP_MAX_L + threadIdx.x] = t;
+  }
+}
+
+/* Keeps the candidate that lowers the potential most (ties: the earlier draw) and copies its row. */
+__global__ void kpp_choose_kernel(const double *__restrict__ partial, const int64_t *__restrict__ cand, int L,
+                                  const void *__restrict__ x, int dtype, int64_t D, float *__restrict__ c_out) {
+  __shared__ double totals[KPP_MAX_L];
+  __shared__ int64_t chosen;
+  if (threadIdx.x < L) {
+    double t = 0.0;
+    for (int b = 0; b < KPP_BLOCKS; b++) t += partial[b * KPP_MAX_L + threadIdx.x];
+    totals[threadIdx.x] = t;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int best = 0;
+    for (int l = 1; l < L; l++)
+      if (totals[l] < totals[best]) best = l;
+    chosen = cand[best];
   }
   __syncthreads();
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) c_out[d] = fkm_load_as_f32(x, dtype, chosen * D + d);
 }
 
+/* Greedy k-means++ (as scikit-learn): each round draws L = 2 + floor(ln K)
+ * candidates by D² sampling and keeps the one that lowers the potential most,
+ * which avoids the plain version's habit of placing two seeds in one cluster. */
 static fkm_status init_kmeanspp(const fkm_shape *s, uint64_t seed, const void *x, float *c32, cudaStream_t stream) {
   const int64_t N = s->N, D = s->D, K = s->K;
   const size_t es = fkm_dtype_size(s->dtype);
-  double *mind = NULL, *cum = NULL;
+  int L = 2 + (int)floor(log((double)K));
+  if (L > KPP_MAX_L) L = KPP_MAX_L;
+  double *mind = NULL, *cum = NULL, *partial = NULL;
+  int64_t *cand = NULL;
   void *temp = NULL;
   size_t temp_bytes = 0;
   FKM_CUDA(cub::DeviceScan::InclusiveSum(NULL, temp_bytes, (const double *)NULL, (double *)NULL, (int)N));
   fkm_status st = FKM_OK;
   cudaError_t e = cudaMalloc((void **)&mind, sizeof(double) * (size_t)N);
   if (e == cudaSuccess) e = cudaMalloc((void **)&cum, sizeof(double) * (size_t)N);
+  if (e == cudaSuccess) e = cudaMalloc((void **)&partial, sizeof(double) * KPP_BLOCKS * KPP_MAX_L);
+  if (e == cudaSuccess) e = cudaMalloc((void **)&cand, sizeof(int64_t) * KPP_MAX_L);
   if (e == cudaSuccess) e = cudaMalloc(&temp, temp_bytes);
   if (e != cudaSuccess) st = fkm_cuda_fail_at(e, "k-means++ scratch", __FILE__, __LINE__);
   for (int64_t b = 0; b < s->B && st == FKM_OK; b++) {
     const void *xb = (const char *)x + (size_t)(b * N * D) * es;
     float *cb = c32 + b * K * D;
-    const int64_t first = (int64_t)(fkm_hash(seed, FKM_STREAM_KPP, (uint64_t)b << 32) % (uint64_t)N);
-    int64_t *d_first = NULL;
-    e = cudaMalloc((void **)&d_first, sizeof(int64_t));
-    if (e == cudaSuccess) e = cudaMemcpyAsync(d_first, &first, sizeof first, cudaMemcpyHostToDevice, stream);
+    const int64_t first = (int64_t)(fkm_hash(seed, FKM_STREAM_KPP, (uint64_t)b << 40) % (uint64_t)N);
+    e = cudaMemcpyAsync(cand, &first, sizeof first, cudaMemcpyHostToDevice, stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(stream); /* `first` lives on this stack frame */
     if (e != cudaSuccess) { st = fkm_cuda_fail_at(e, "k-means++ first centre", __FILE__, __LINE__); break; }
-    st = gather(s, xb, d_first, 1, cb, stream);
-    if (st == FKM_OK) e = cudaStreamSynchronize(stream);
-    cudaFree(d_first);
+    st = gather(s, xb, cand, 1, cb, stream);
     for (int64_t r = 1; r < K && st == FKM_OK; r++) {
       kpp_fold_kernel<<<(unsigned)((N + 7) / 8), 256, 0, stream>>>(xb, (int)s->dtype, N, D, cb + (r - 1) * D, mind, r == 1);
       e = cudaGetLastError();
       if (e == cudaSuccess) e = cub::DeviceScan::InclusiveSum(temp, temp_bytes, mind, cum, (int)N, stream);
       if (e == cudaSuccess) {
-        kpp_pick_kernel<<<1, 128, 0, stream>>>(cum, N, seed, ((uint64_t)b << 32) | (uint64_t)r, xb, (int)s->dtype, D, cb + r * D);
+        kpp_draw_kernel<<<1, 32, 0, stream>>>(cum, N, seed, ((uint64_t)b << 32) | (uint64_t)r, L, cand);
+        kpp_potential_kernel<<<KPP_BLOCKS, KPP_THREADS, 0, stream>>>(xb, (int)s->dtype, N, D, mind, cand, L, partial);
+        kpp_choose_kernel<<<1, 128, 0, stream>>>(partial, cand, L, xb, (int)s->dtype, D, cb + r * D);
         e = cudaGetLastError();
       }
       if (e != cudaSuccess) st = fkm_cuda_fail_at(e, "k-means++ round", __FILE__, __LINE__);
@@ -160,6 +220,8 @@ static fkm_status init_kmeanspp(const fkm_shape *s, uint64_t seed, const void *x
   }
   cudaFree(mind);
   cudaFree(cum);
+  cudaFree(partial);
+  cudaFree(cand);
   cudaFree(temp);
   return st;
 }

