@@ -6,7 +6,8 @@
 # resources.txt, gpu_tests.log, sanitizer.log, and a .json and .log per config).
 #
 # usage: scripts/gpu_workflow.sh OUTDIR [CONFIG ...]     (default config: configs/quick.json)
-# env:   SANITIZE=1   also run the GPU tests under compute-sanitizer memcheck (and racecheck)
+# env:   SANITIZE=1   also run the GPU tests under compute-sanitizer memcheck and racecheck
+#                     (shapes up to FKM_TEST_MAX_POINTS=20000 points, to keep it short)
 #        TESTS=0      skip the GPU tests;  ARCHS="90a" to build fewer architectures
 #
 # cJSON: used from the system if CMake finds it, else from Debian packages in
@@ -50,9 +51,14 @@ if [ "${TESTS:-1}" != 0 ]; then
   if [ "${SANITIZE:-0}" = 1 ]; then
     step "compute-sanitizer"
     : >"$out/sanitizer.log"
-    for t in gpu_data gpu_assign gpu_update; do
+    # racecheck skips cuBLAS (its own GEMM kernels report shared-memory hazards that are not ours)
+    for t in gpu_data gpu_assign gpu_update gpu_fit; do
       for tool in memcheck racecheck; do
-        compute-sanitizer --tool $tool --error-exitcode 9 ./build-gpu/tests/$t >/tmp/san.log 2>&1
+        [ $tool = racecheck ] && [ $t = gpu_data ] && continue
+        variants=${FKM_TEST_VARIANTS:-}
+        [ $tool = racecheck ] && variants="assign/naive,assign/flash*,update/*"
+        FKM_TEST_VARIANTS=$variants FKM_TEST_MAX_POINTS=${FKM_TEST_MAX_POINTS:-20000} \
+          compute-sanitizer --tool $tool --error-exitcode 9 ./build-gpu/tests/$t >/tmp/san.log 2>&1
         rc=$?
         { echo "### $t $tool rc=$rc"; grep -E "SUMMARY" /tmp/san.log | tail -1
           echo "kernels named in reports:"; grep -oE "(at|access at) [A-Za-z_][A-Za-z_0-9]*\+0x" /tmp/san.log | awk '{print $NF}' | sort | uniq -c | head -20

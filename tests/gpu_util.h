@@ -34,8 +34,15 @@ static inline int variant_selected(const fkm_variant *v) {
   return 0;
 }
 
+/* FKM_TEST_MAX_POINTS=n skips shapes with more than n points (B*N): the small
+ * shapes alone, for runs under compute-sanitizer. */
+static inline int shape_selected(const fkm_shape *s) {
+  const char *env = getenv("FKM_TEST_MAX_POINTS");
+  return !env || !*env || s->B * s->N <= atoll(env);
+}
+
 static inline int variant_runs_here(const fkm_variant *v, const fkm_shape *s) {
-  if (!variant_selected(v)) return 0;
+  if (!variant_selected(v) || !shape_selected(s)) return 0;
   if (fkm_variant_is_cpu(v) || gpu_dev.cc < v->min_cc || (v->max_cc && gpu_dev.cc > v->max_cc)) return 0;
   char why[256];
   return !v->supports || v->supports(s, &gpu_dev, why, sizeof why) == FKM_OK;
