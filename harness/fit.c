@@ -5,8 +5,13 @@
  * labels every point, the update computes new centroids, and one small
  * device-to-host copy brings back inertia and the largest centroid shift —
  * the iteration's only host round trip. After convergence a last assignment
- * makes labels and inertia consistent with the returned centroids. */
+ * makes labels and inertia consistent with the returned centroids.
+ *
+ * Data that do not fit on the GPU (or any data, with chunk_points > 0) take
+ * the streaming path of fit_stream.c instead; so does an automatic fit whose
+ * in-memory attempt runs out of device memory before its first iteration. */
 #include "error.h"
+#include "fit_stream.h"
 #include "flashkm.h"
 #include "init.h"
 #include "lloyd.h"
@@ -36,6 +41,11 @@ const char *fkm_init_name(fkm_init i) { return i == FKM_INIT_KMEANSPP ? "kmeans+
 void fkm_fit_result_free(fkm_fit_result *r) {
   free(r->inertia_history);
   free(r->shift_history);
+  free(r->stream_h2d_bytes);
+  free(r->stream_copy_seconds);
+  free(r->stream_compute_seconds);
+  free(r->stream_iter_seconds);
+  free(r->stream_efficiency);
   memset(r, 0, sizeof *r);
 }
 
@@ -54,6 +64,8 @@ static fkm_status check_options(const fkm_fit_options *o) {
   if (!(o->tol >= 0)) return fkm_fail(FKM_ERR_INPUT, "tol must be >= 0 (got %g)", o->tol);
   if (o->max_iter < 1) return fkm_fail(FKM_ERR_INPUT, "max_iter must be >= 1 (got %d)", o->max_iter);
   if (o->B * o->N >= ((int64_t)1 << 31)) return fkm_fail(FKM_ERR_INPUT, "B*N must be below 2^31");
+  if (o->chunk_points < 0)
+    return fkm_fail(FKM_ERR_INPUT, "chunk_points must be >= 0 (0: automatic; got %lld)", (long long)o->chunk_points);
   return FKM_OK;
 }
 
@@ -178,6 +190,17 @@ static fkm_status fit_run(const fkm_fit_options *o, fit_buffers *f, int32_t *lab
   return FKM_OK;
 }
 
+/* Device bytes of the in-memory fit (an estimate on the safe side): x, labels
+ * and distances, the update's sort scratch (keys and values, double-buffered,
+ * plus CUB), centroids (dtype + two fp32 copies) and counts, k-means++'s
+ * per-point distances and scan, and slack for small scratch. */
+static double in_memory_bytes(const fkm_fit_options *o) {
+  const double es = (double)fkm_dtype_size(o->dtype), pts = (double)o->B * (double)o->N;
+  const double clusters = (double)o->B * (double)o->K;
+  return pts * (double)o->D * es + pts * 8.0 + pts * 20.0 + clusters * (double)o->D * (es + 8.0) + clusters * 4.0 +
+         (o->init == FKM_INIT_KMEANSPP ? 16.0 * (double)o->N : 0.0) + (double)(64u << 20);
+}
+
 fkm_status fkm_fit(const fkm_fit_options *o, const void *x, int32_t *labels, float *centroids, fkm_fit_result *r) {
   memset(r, 0, sizeof *r);
   FKM_TRY(check_options(o));
@@ -185,6 +208,16 @@ fkm_status fkm_fit(const fkm_fit_options *o, const void *x, int32_t *labels, flo
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     (void)cudaGetLastError();
     return fkm_fail(FKM_ERR_NO_DEVICE, "fit needs a CUDA GPU and none is usable here");
+  }
+  if (o->chunk_points > 0) return fkm_fit_stream(o, x, labels, centroids, r);
+  size_t free_b = 0, total_b = 0;
+  FKM_CUDA(cudaMemGetInfo(&free_b, &total_b));
+  const double need = in_memory_bytes(o);
+  if (need > 0.9 * (double)free_b) {
+    if (o->progress)
+      fprintf(stderr, "fit: the in-memory fit needs about %.2f GB of GPU memory, %.2f GB free: streaming from host memory\n",
+              need / 1e9, (double)free_b / 1e9);
+    return fkm_fit_stream(o, x, labels, centroids, r);
   }
   fit_buffers f;
   memset(&f, 0, sizeof f);
@@ -194,6 +227,13 @@ fkm_status fkm_fit(const fkm_fit_options *o, const void *x, int32_t *labels, flo
                   (double)(o->B * o->N * o->D) * (double)fkm_dtype_size(o->dtype) / 1e9, fkm_last_error());
   if (st == FKM_OK) st = fit_run(o, &f, labels, centroids, r);
   fit_free(&f);
+  if (st == FKM_ERR_OOM && r->iterations == 0) {
+    /* The estimate was short (fragmentation, scratch): nothing ran yet, stream instead. */
+    if (o->progress) fprintf(stderr, "fit: %s: streaming from host memory instead\n", fkm_last_error());
+    fkm_fit_result_free(r);
+    fkm_clear_error();
+    return fkm_fit_stream(o, x, labels, centroids, r);
+  }
   if (st != FKM_OK) r->history_len = r->iterations; /* what ran before the failure stays readable */
   return st;
 }

@@ -139,7 +139,7 @@ static int cmd_run(int argc, char **argv, int full_argc, char **full_argv) {
 static const char *usage_fit =
     "usage: flashkm fit --input X.npy --k K [--init random|kmeans++] [--tol T] [--tol-mode shift|inertia]\n"
     "                   [--max-iter M] [--seed S] [--dtype fp16|bf16|fp32] [--labels L.npy] [--centroids C.npy]\n"
-    "                   [--assign VARIANT] [--update VARIANT] [-q]\n"
+    "                   [--assign VARIANT] [--update VARIANT] [--chunk-points N] [-q]\n"
     "\n"
     "Clusters the rows of X (float16 or float32, shape (N, D), or (B, N, D) for B independent problems)\n"
     "into K clusters with Lloyd's algorithm on the GPU (FlashAssign + sort-inverse update). Writes labels\n"
@@ -153,6 +153,8 @@ static const char *usage_fit =
     "  --seed        same seed, same result (default 1)\n"
     "  --dtype       compute on the data rounded to this type (default: the file's)\n"
     "  --assign, --update   variants to use (default assign/flash, update/sort_inverse_det)\n"
+    "  --chunk-points   stream the data from host memory in chunks of N points (copies overlapped\n"
+    "                with compute); default: only when the data do not fit in GPU memory\n"
     "\n"
     "exit status: 0 done (converged or max-iter reached), 1 failed on the GPU (none, out of memory),\n"
     "2 bad arguments or input file.\n";
@@ -198,6 +200,7 @@ static int cmd_fit(int argc, char **argv) {
     else if (!strcmp(a, "--k")) { if (parse_i64(a, val, 1, &k)) return FKM_EXIT_USAGE; }
     else if (!strcmp(a, "--max-iter")) { if (parse_i64(a, val, 1, &v) || v > 1000000) return FKM_EXIT_USAGE; o.max_iter = (int)v; }
     else if (!strcmp(a, "--seed")) { if (parse_i64(a, val, 0, &v)) return FKM_EXIT_USAGE; o.seed = (uint64_t)v; }
+    else if (!strcmp(a, "--chunk-points")) { if (parse_i64(a, val, 0, &v)) return FKM_EXIT_USAGE; o.chunk_points = v; }
     else if (!strcmp(a, "--tol")) {
       char *end = NULL;
       o.tol = strtod(val, &end);
@@ -297,6 +300,21 @@ static int cmd_fit(int argc, char **argv) {
     cJSON_AddNumberToObject(j, "init_seconds", r.init_seconds);
     cJSON_AddItemToObject(j, "inertia_history", cJSON_CreateDoubleArray(r.inertia_history, r.history_len));
     cJSON_AddItemToObject(j, "shift_history", cJSON_CreateDoubleArray(r.shift_history, r.history_len));
+    cJSON_AddBoolToObject(j, "streamed", r.streamed);
+    if (r.streamed) {
+      cJSON *st = cJSON_AddObjectToObject(j, "stream");
+      cJSON_AddNumberToObject(st, "chunk_points", (double)r.chunk_points_used);
+      cJSON_AddNumberToObject(st, "chunks", r.stream_chunks);
+      cJSON_AddNumberToObject(st, "slots", r.stream_slots);
+      cJSON_AddBoolToObject(st, "staged", r.stream_staged);
+      cJSON_AddNumberToObject(st, "h2d_bytes_per_iteration", r.history_len ? (double)r.stream_h2d_bytes[0] : 0);
+      cJSON_AddNumberToObject(st, "copy_seconds_alone", r.history_len ? r.stream_copy_seconds[0] : 0);
+      cJSON_AddNumberToObject(st, "compute_seconds_alone", r.history_len ? r.stream_compute_seconds[0] : 0);
+      cJSON_AddItemToObject(st, "iteration_seconds", cJSON_CreateDoubleArray(r.stream_iter_seconds, r.history_len));
+      cJSON_AddItemToObject(st, "overlap_efficiency", cJSON_CreateDoubleArray(r.stream_efficiency, r.history_len));
+      if (r.history_len && r.stream_copy_seconds[0] > 0)
+        cJSON_AddNumberToObject(st, "h2d_gbps", (double)r.stream_h2d_bytes[0] / r.stream_copy_seconds[0] / 1e9);
+    }
     char *text = cJSON_PrintUnformatted(j);
     puts(text ? text : "{}");
     free(text);

@@ -65,6 +65,13 @@ typedef struct {
   const char *assign_variant; /* NULL: "assign/flash" */
   const char *update_variant; /* NULL: "update/sort_inverse_det" (bitwise reproducible) */
   int progress;             /* one line per iteration on stderr */
+  /* Out-of-core streaming (harness/fit_stream.c). 0 (default): automatic — the
+   * data stay on the GPU when they (with labels, distances, centroids and
+   * scratch) fit in ~90% of free device memory, else they stream from host
+   * memory in chunks sized from free memory. > 0: always stream, in chunks of
+   * this many points (for B > 1 and chunk_points >= N: whole batches,
+   * floor(chunk_points / N) of them per chunk). */
+  int64_t chunk_points;
 } fkm_fit_options;
 
 typedef struct {
@@ -76,6 +83,21 @@ typedef struct {
   int history_len;
   double *inertia_history;  /* per iteration: inertia of the assignment step */
   double *shift_history;    /* per iteration: largest centroid shift of the update step */
+  /* Streaming fits only (streamed = 1); 0 / NULL for in-memory fits. The
+   * arrays have history_len entries. copy and compute time alone are
+   * measured once per fit (one pass of copies without compute; the same
+   * compute on already-resident chunks) and repeated in every entry. */
+  int streamed;
+  int64_t chunk_points_used;   /* points in a full chunk */
+  int stream_chunks;           /* chunks per pass over the data */
+  int stream_slots;            /* device chunk buffers in the ring (2-3) */
+  int stream_staged;           /* 1: x could not be page-locked and went through a pinned staging ring */
+  double stream_calibration_seconds; /* the two measuring passes (not in `seconds`) */
+  int64_t *stream_h2d_bytes;         /* bytes copied host-to-device for the iteration */
+  double *stream_copy_seconds;       /* copy time alone (one pass) */
+  double *stream_compute_seconds;    /* compute time alone (one pass, chunks resident) */
+  double *stream_iter_seconds;       /* measured iteration time (GPU events, end to end) */
+  double *stream_efficiency;         /* max(copy alone, compute alone) / measured */
 } fkm_fit_result;
 
 void fkm_fit_defaults(fkm_fit_options *o);
