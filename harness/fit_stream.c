@@ -613,7 +613,7 @@ static fkm_status fs_elapsed(cudaEvent_t a, cudaEvent_t b, double *seconds) {
 
 /* Copy alone: one pass of the chunk copies, nothing else running. Compute
  * alone: one iteration's compute on the chunks now resident. Each is timed
- * after an untimed warm-up (the first copies; a whole compute pass, so lazy
+ * after an untimed warm-up (the first copies; a whole compute pass, so the
  * lazy module loading of the first launches is not timed — they
  * would inflate "alone" and with it the efficiency). */
 static fkm_status fs_calibrate(fs_ctx *F, double *copy_s, double *compute_s) {

@@ -51,6 +51,7 @@
 #include "flashkm.h"
 #include "variant.h"
 
+#include <cub/device/device_radix_sort.cuh>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -129,9 +130,6 @@ struct SiHistParams {
   int *bad;         /* first out-of-range flat index */
   unsigned *keys;   /* det: radix keys [M] (segment, 0 for bad labels) */
   int *vals;        /* det: radix values [M] (flat row, -1 for bad labels) */
-  int *off;         /* fast scatter: [S+1] start offsets, used as cursors */
-  int *sidx;        /* fast scatter: [M] sorted rows */
-  int *sseg;        /* fast scatter: [M] sorted segments */
 };
 
 /* One label: in-range row? valid label? its segment. */
@@ -245,105 +243,378 @@ __global__ void __launch_bounds__(SI_HT) sort_inverse_histogram(const SiHistPara
   }
 }
 
-/* Counting-sort scatter (fast variant, not stable): off[s] holds the start of
- * segment s and is advanced as a cursor; off[S] (the total) is never touched.
- * Output: sidx[pos] = row, sseg[pos] = segment.
- * Shared-bin path: count the chunk again, reserve each bin's range with one
- * global atomic per non-empty bin, then hand out positions from shared
- * cursors. Global path: warp-aggregated reservation per segment. */
-template <bool SMEM>
-__global__ void __launch_bounds__(SI_HT) sort_inverse_scatter(const SiHistParams P) {
-  extern __shared__ int si_bins[];
-  const int lane = threadIdx.x & 31;
-  int c0, c1, seg_lo, span;
-  si_chunk(P, c0, c1, seg_lo, span);
-  if (SMEM) {
-    for (int t = threadIdx.x; t < span; t += SI_HT) si_bins[t] = 0;
-    __syncthreads();
-    si_smem_count<false, false>(P, si_bins, c0, c1, seg_lo);
-    __syncthreads();
-    /* Reserve: batches of independent atomics so their latencies overlap. */
-    for (int t0 = 0; t0 < span; t0 += SI_HT * 8) {
-      int c[8], r[8];
+/* ------------------------------------------------ counting sort (K + 1 <= 16384)
+ *
+ * Chunks. Problem b's N rows are cut into P chunks of C rows (the last one
+ * shorter); chunk j = b*P + p holds rows [b*N + p*C, b*N + min((p+1)*C, N)) and
+ * never crosses a problem, so its labels fall in the KB = K + 1 bins of its
+ * problem: bin k < K is cluster k, bin K collects the labels outside [0, K).
+ *
+ * Table. tab[j][v] (G = B*P rows of KB ints, row-major): after the count
+ * kernel, the number of chunk j's rows in bin v; after the scan kernel, the
+ * position in the sorted order of the first of them. The scan runs, per
+ * problem, in bin-major / chunk-minor order starting at b*N, so the sorted
+ * order is: problems in order, inside a problem bins in order (the bad-label
+ * bin K last), inside a bin chunks in order, inside a chunk the scatter's
+ * order. Every row of problem b lands in [b*N, (b+1)*N): no holes, and the
+ * segment starts of problem b are row b*P of the table (chunk 0's offsets).
+ *
+ * Kernels:
+ *   si_cs_count    one block per chunk: shared-memory bins (integer atomics),
+ *                  then the KB counts to tab[j] (coalesced). Also resets the
+ *                  scan's tile status and ticket and the `bad` index.
+ *   si_cs_scan     single-pass exclusive scan of the table in bin-major order
+ *                  with decoupled look-back; a tile is R whole bins x all P
+ *                  chunks of one problem, read and written row-wise
+ *                  (coalesced) and transposed in shared memory. Tiles take
+ *                  their index from an atomic ticket, so a tile only waits on
+ *                  tiles that have started; the first tile of a problem
+ *                  starts from b*N and waits on nothing.
+ *   si_cs_scatter  one block per chunk: (1) counts[b*K + k] for a slice of the
+ *                  problem's clusters (differences of segment starts); (2)
+ *                  sseg over the chunk's slice of positions [r0, r0 + n)
+ *                  (segment of each position found by walking the segment
+ *                  starts: coalesced writes); (3) sidx[pos] = row (-1 for a
+ *                  bad label), pos = tab[j][bin] + rank of the row among the
+ *                  chunk's rows of that bin. Also atomicMin's bad rows into
+ *                  `bad`. The rank is
+ *                    ATOMIC (fast): a shared-memory atomicAdd on the bin's
+ *                      running position (one per warp when all 32 lanes share
+ *                      the bin): order inside (chunk, bin) depends on timing;
+ *                    STABLE (det): each warp owns a contiguous sub-chunk and
+ *                      16-bit counters [warp][bin]; pass 1 counts, a
+ *                      per-bin scan over the warps turns counts into starts,
+ *                      pass 2 ranks 32 rows at a time in row order
+ *                      (match_any: the lowest lane of each bin group does the
+ *                      read-modify-write, __syncwarp between steps). The
+ *                      rows of a segment then come out in increasing row
+ *                      order: the same order as a stable radix sort.
+ * Bad labels land in bin K, i.e. at the end of their problem, with sidx -1 and
+ * sseg = b*K + K - 1 (they extend the problem's last run; the reduce skips
+ * rows < 0 and the means divide by counts, which exclude them). */
+constexpr int SI_CT = 512;              /* count / atomic scatter block size */
+constexpr int SI_CU = 8;                /* labels in flight per thread (count, atomic scatter) */
+constexpr int SI_SU = 8;                /* 32-row steps in flight per warp (stable scatter) */
+constexpr int SI_ST = 512;              /* scan block size */
+constexpr int SI_STILE = 4096;          /* scan tile: target entries */
+constexpr int SI_STILE_MAX = 8192;      /* scan tile: at most (one bin of P <= 8192 chunks) */
+constexpr int SI_CS_MAX_C = 65535;      /* rows per chunk: ranks and counters are 16-bit */
+constexpr int SI_CS_MAX_P = SI_STILE_MAX;
+constexpr int SI_CS_BINS_ATOMIC = 16384; /* K + 1 at most, fast (64 KiB of shared positions) */
+constexpr int SI_CS_BINS_STABLE = 8193;  /* K + 1 at most, det (16-bit counters per warp) */
+constexpr int SI_CS_MIN_WARPS = 4;       /* stable scatter: fewer warps per block -> radix */
+constexpr unsigned long long SI_FLAG_A = 1ull << 32; /* tile status: aggregate published */
+constexpr unsigned long long SI_FLAG_P = 2ull << 32; /* tile status: inclusive prefix published */
+
+struct SiCsParams {
+  const int *labels;
+  int N, K, KB, P, C; /* rows and clusters per problem; bins; chunks per problem; rows per chunk */
+  int *tab;           /* [G][KB] counts, then sorted-order starts */
+  unsigned long long *status; /* [ntiles] scan tile status: flag << 32 | value */
+  int *ticket;        /* scan tile counter */
+  int *bad;           /* first bad flat row, INT_MAX if none */
+  int R, tpp, ntiles; /* scan: bins per tile, tiles per problem, tiles */
+  int *sidx;          /* [M] sorted rows (-1: bad label) */
+  int *sseg;          /* [M] sorted segments */
+  int *counts;        /* [S] */
+};
+
+/* Chunk j: problem b, index p in the problem, first flat row r0, n rows. */
+__device__ __forceinline__ void si_cs_chunk(const SiCsParams &P, int j, int &b, int &p, int &r0, int &n) {
+  b = j / P.P;
+  p = j - b * P.P;
+  const long long start = (long long)p * P.C;
+  r0 = (int)((long long)b * P.N + start);
+  n = (int)min((long long)P.C, (long long)P.N - start);
+}
+
+/* Bin of a label: itself if in [0, K), else K. */
+__device__ __forceinline__ int si_cs_bin(int lab, int K) { return (unsigned)lab < (unsigned)K ? lab : K; }
+
+__global__ void __launch_bounds__(SI_CT) si_cs_count(const SiCsParams P) {
+  extern __shared__ int si_bins[]; /* [KB] */
+  const int tid = threadIdx.x, lane = tid & 31;
+  int b, p, r0, n;
+  si_cs_chunk(P, blockIdx.x, b, p, r0, n);
+  for (long long t = (long long)blockIdx.x * SI_CT + tid; t < P.ntiles; t += (long long)gridDim.x * SI_CT)
+    P.status[t] = 0ull;
+  if (blockIdx.x == 0 && tid == 0) {
+    *P.ticket = 0;
+    *P.bad = INT_MAX;
+  }
+  for (int v = tid; v < P.KB; v += SI_CT) si_bins[v] = 0;
+  __syncthreads();
+  const int *lab_p = P.labels + r0;
+  for (int base = 0; base < n; base += SI_CT * SI_CU) {
+    int lab[SI_CU];
 #pragma unroll
-      for (int k = 0; k < 8; k++) {
-        int t = t0 + k * SI_HT + (int)threadIdx.x;
-        c[k] = t < span ? si_bins[t] : 0;
-      }
-#pragma unroll
-      for (int k = 0; k < 8; k++) {
-        int t = t0 + k * SI_HT + (int)threadIdx.x;
-        r[k] = c[k] ? atomicAdd(P.off + seg_lo + t, c[k]) : 0;
-      }
-#pragma unroll
-      for (int k = 0; k < 8; k++) {
-        int t = t0 + k * SI_HT + (int)threadIdx.x;
-        if (t < span) si_bins[t] = r[k];
-      }
+    for (int k = 0; k < SI_CU; k++) {
+      const int o = base + k * SI_CT + tid;
+      lab[k] = o < n ? __ldg(lab_p + o) : 0;
     }
-    __syncthreads();
-    for (int base = c0; base < c1; base += SI_HT * SI_HB) {
-      int lab[SI_HB];
 #pragma unroll
-      for (int k = 0; k < SI_HB; k++) {
-        int i = base + k * SI_HT + (int)threadIdx.x;
-        lab[k] = i < c1 ? __ldg(P.labels + i) : 0;
-      }
-#pragma unroll
-      for (int k = 0; k < SI_HB; k++) {
-        int i = base + k * SI_HT + (int)threadIdx.x;
-        bool in, valid;
-        int seg;
-        si_classify(P, i, lab[k], in, valid, seg);
-        valid = valid && i < c1;
-        int s0 = __shfl_sync(SI_FULL, seg, 0);
-        bool uni = __all_sync(SI_FULL, valid && seg == s0);
-        int pos = 0;
-        if (uni) {
-          if (lane == 0) pos = atomicAdd(si_bins + (s0 - seg_lo), 32);
-          pos = __shfl_sync(SI_FULL, pos, 0) + lane;
-        } else if (valid) {
-          pos = atomicAdd(si_bins + (seg - seg_lo), 1);
-        }
-        if (valid) {
-          P.sidx[pos] = i;
-          P.sseg[pos] = seg;
-        }
-      }
-    }
-  } else {
-    for (int base = c0; base < c1; base += SI_HT * SI_HB) {
-      int lab[SI_HB];
-#pragma unroll
-      for (int k = 0; k < SI_HB; k++) {
-        int i = base + k * SI_HT + (int)threadIdx.x;
-        lab[k] = i < c1 ? __ldg(P.labels + i) : 0;
-      }
-      int seg[SI_HB], rank[SI_HB], leader[SI_HB], got[SI_HB];
-      bool valid[SI_HB];
-#pragma unroll
-      for (int k = 0; k < SI_HB; k++) {
-        int i = base + k * SI_HT + (int)threadIdx.x;
-        bool in;
-        si_classify(P, i, lab[k], in, valid[k], seg[k]);
-        valid[k] = valid[k] && i < c1;
-        int key = valid[k] ? seg[k] : -1;
-        unsigned m = __match_any_sync(SI_FULL, key);
-        leader[k] = __ffs(m) - 1;
-        rank[k] = __popc(m & ((1u << lane) - 1u));
-        got[k] = (valid[k] && lane == leader[k]) ? atomicAdd(P.off + seg[k], __popc(m)) : 0;
-      }
-#pragma unroll
-      for (int k = 0; k < SI_HB; k++) {
-        int i = base + k * SI_HT + (int)threadIdx.x;
-        int pos = __shfl_sync(SI_FULL, got[k], leader[k]) + rank[k];
-        if (valid[k]) {
-          P.sidx[pos] = i;
-          P.sseg[pos] = seg[k];
-        }
+    for (int k = 0; k < SI_CU; k++) {
+      const bool in = base + k * SI_CT + tid < n;
+      const int v = si_cs_bin(lab[k], P.K);
+      const int v0 = __shfl_sync(SI_FULL, v, 0);
+      if (__all_sync(SI_FULL, in && v == v0)) {
+        if (lane == 0) atomicAdd(si_bins + v0, 32);
+      } else if (in) {
+        atomicAdd(si_bins + v, 1);
       }
     }
   }
+  __syncthreads();
+  int *row = P.tab + (size_t)blockIdx.x * P.KB;
+  for (int v = tid; v < P.KB; v += SI_CT) row[v] = si_bins[v];
+}
+
+__device__ __forceinline__ void si_st_relaxed(unsigned long long *p, unsigned long long v) {
+  asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ unsigned long long si_ld_relaxed(const unsigned long long *p) {
+  unsigned long long v;
+  asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+/* Shared-memory slot of tile entry f (one pad word per 32: conflict-free for
+ * power-of-two strides). */
+__device__ __forceinline__ int si_pad(int f) { return f + (f >> 5); }
+
+__global__ void __launch_bounds__(SI_ST) si_cs_scan(const SiCsParams P) {
+  __shared__ int sm[SI_STILE_MAX + SI_STILE_MAX / 32];
+  __shared__ int swarp[SI_ST / 32];
+  __shared__ int s_tile, s_excl;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) s_tile = atomicAdd(P.ticket, 1);
+  __syncthreads();
+  const int t = s_tile;
+  const int b = t / P.tpp, r = t - b * P.tpp;
+  const int v0 = r * P.R, nv = min(P.R, P.KB - v0), np = P.P, E = nv * np;
+  int *tab0 = P.tab + (size_t)b * np * P.KB + v0; /* entry (chunk pp, bin v0 + dv) at pp*KB + dv */
+
+  /* Load row-wise (consecutive threads: consecutive bins of one chunk), store
+   * bin-major: slot f = dv*np + pp. */
+  for (int e = tid; e < E; e += SI_ST) {
+    const int pp = e / nv, dv = e - pp * nv;
+    sm[si_pad(dv * np + pp)] = tab0[(size_t)pp * P.KB + dv];
+  }
+  __syncthreads();
+
+  /* Each thread owns a contiguous run [f0, f1) of the bin-major order. */
+  const int ipt = (E + SI_ST - 1) / SI_ST;
+  const int f0 = min(tid * ipt, E), f1 = min(f0 + ipt, E);
+  int sum = 0;
+  for (int f = f0; f < f1; f++) sum += sm[si_pad(f)];
+  int incl = sum;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int y = __shfl_up_sync(SI_FULL, incl, o);
+    if (lane >= o) incl += y;
+  }
+  if (lane == 31) swarp[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    int x = lane < SI_ST / 32 ? swarp[lane] : 0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(SI_FULL, x, o);
+      if (lane >= o) x += y;
+    }
+    if (lane < SI_ST / 32) swarp[lane] = x;
+  }
+  __syncthreads();
+  const int agg = swarp[SI_ST / 32 - 1];
+  const int excl_t = (warp ? swarp[warp - 1] : 0) + incl - sum;
+
+  if (tid == 0) {
+    unsigned long long *st = P.status + (size_t)b * P.tpp;
+    long long excl;
+    if (r == 0) {
+      excl = (long long)b * P.N;
+    } else {
+      si_st_relaxed(st + r, SI_FLAG_A | (unsigned long long)(unsigned)agg);
+      excl = 0;
+      int k = r - 1;
+      for (;;) {
+        const unsigned long long w = si_ld_relaxed(st + k);
+        const unsigned long long f = w & ~0xffffffffull;
+        if (f == 0) {
+          __nanosleep(32);
+          continue;
+        }
+        excl += (long long)(unsigned)(w & 0xffffffffull);
+        if (f == SI_FLAG_P) break;
+        k--;
+      }
+    }
+    si_st_relaxed(st + r, SI_FLAG_P | (unsigned long long)(unsigned)(excl + agg));
+    s_excl = (int)excl;
+  }
+  __syncthreads();
+
+  int run = s_excl + excl_t;
+  for (int f = f0; f < f1; f++) {
+    const int x = sm[si_pad(f)];
+    sm[si_pad(f)] = run;
+    run += x;
+  }
+  __syncthreads();
+  for (int e = tid; e < E; e += SI_ST) {
+    const int pp = e / nv, dv = e - pp * nv;
+    tab0[(size_t)pp * P.KB + dv] = sm[si_pad(dv * np + pp)];
+  }
+}
+
+/* ATOMIC: blockDim = SI_CT. STABLE: blockDim = 32 * W (W <= 16), dynamic
+ * shared memory = 4*KB + 2*W*KBp bytes (KBp = KB rounded up to even). */
+template <bool STABLE>
+__global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
+  extern __shared__ int si_bins[]; /* [KB]: segment starts, then this chunk's positions */
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int T = blockDim.x, nwarp = T >> 5;
+  const int j = blockIdx.x;
+  int b, p, r0, n;
+  si_cs_chunk(P, j, b, p, r0, n);
+  const int K = P.K, KB = P.KB, KBp = (KB + 1) & ~1;
+  const int segb = b * K;
+  int *srow = si_bins;
+  unsigned short *wc = reinterpret_cast<unsigned short *>(si_bins + KB); /* STABLE: [nwarp][KBp] */
+
+  /* (1) Segment starts of problem b = chunk b*P's row; counts; sseg. */
+  {
+    const int *row0 = P.tab + (size_t)b * P.P * KB;
+    for (int v = tid; v < KB; v += T) srow[v] = __ldg(row0 + v);
+  }
+  if (STABLE) {
+    int *wz = reinterpret_cast<int *>(wc);
+    for (int i = tid; i < nwarp * (KBp >> 1); i += T) wz[i] = 0;
+  }
+  __syncthreads();
+  {
+    const int k0 = (int)((long long)p * K / P.P), k1 = (int)((long long)(p + 1) * K / P.P);
+    for (int k = k0 + tid; k < k1; k += T) P.counts[segb + k] = srow[k + 1] - srow[k];
+  }
+  {
+    /* Warp w fills positions [q0, q1) of the chunk's slice [r0, r0 + n). */
+    const int per = ((n + nwarp - 1) / nwarp + 31) & ~31;
+    const int q0 = r0 + min(warp * per, n), q1 = r0 + min((warp + 1) * per, n);
+    if (q0 < q1) {
+      int lo = 0, hi = K; /* largest v in [0, K] with srow[v] <= q0 (srow[0] = b*N <= q0) */
+      while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (srow[mid] <= q0) lo = mid;
+        else hi = mid - 1;
+      }
+      int cur = lo;
+      for (int q = q0; q < q1; q += 32) {
+        const int qq = min(q + lane, q1 - 1);
+        int v = cur;
+        while (v < K && srow[v + 1] <= qq) v++;
+        if (q + lane < q1) P.sseg[q + lane] = segb + min(v, K - 1);
+        cur = __shfl_sync(SI_FULL, v, 31);
+      }
+    }
+  }
+  __syncthreads();
+
+  /* (2) This chunk's first position in each bin. */
+  if (p != 0) {
+    const int *rowj = P.tab + (size_t)j * KB;
+    for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
+    __syncthreads();
+  }
+
+  /* (3) Scatter. */
+  int mybad = INT_MAX;
+  const int *lab_p = P.labels + r0;
+  if (!STABLE) {
+    for (int base = 0; base < n; base += SI_CT * SI_CU) {
+      int lab[SI_CU];
+#pragma unroll
+      for (int k = 0; k < SI_CU; k++) {
+        const int o = base + k * SI_CT + tid;
+        lab[k] = o < n ? __ldg(lab_p + o) : 0;
+      }
+#pragma unroll
+      for (int k = 0; k < SI_CU; k++) {
+        const int o = base + k * SI_CT + tid;
+        const bool in = o < n;
+        const int v = si_cs_bin(lab[k], K);
+        if (in && v == K) mybad = min(mybad, r0 + o);
+        const int v0 = __shfl_sync(SI_FULL, v, 0);
+        int pos = 0;
+        if (__all_sync(SI_FULL, in && v == v0)) {
+          if (lane == 0) pos = atomicAdd(srow + v0, 32);
+          pos = __shfl_sync(SI_FULL, pos, 0) + lane;
+        } else if (in) {
+          pos = atomicAdd(srow + v, 1);
+        }
+        if (in) P.sidx[pos] = v < K ? r0 + o : -1;
+      }
+    }
+  } else {
+    const int Sw = ((n + nwarp - 1) / nwarp + 31) & ~31;
+    const int w0 = min(warp * Sw, n), w1 = min(w0 + Sw, n);
+    unsigned short *my = wc + warp * KBp;
+    const unsigned lt = (1u << lane) - 1u;
+    /* Pass 1: this warp's count per bin. */
+    for (int base = w0; base < w1; base += 32 * SI_SU) {
+      int lab[SI_SU];
+#pragma unroll
+      for (int u = 0; u < SI_SU; u++) {
+        const int o = base + u * 32 + lane;
+        lab[u] = o < w1 ? __ldg(lab_p + o) : 0;
+      }
+#pragma unroll
+      for (int u = 0; u < SI_SU; u++) {
+        const int o = base + u * 32 + lane;
+        const bool in = o < w1;
+        const int v = si_cs_bin(lab[u], K);
+        if (in && v == K) mybad = min(mybad, r0 + o);
+        const unsigned m = __match_any_sync(SI_FULL, in ? v : -1);
+        if (in && lane == __ffs(m) - 1) my[v] = (unsigned short)(my[v] + __popc(m));
+        __syncwarp();
+      }
+    }
+    __syncthreads();
+    /* Counts -> starts: warp w's first rank in bin v = rows of v in warps < w. */
+    for (int v = tid; v < KB; v += T) {
+      unsigned run = 0;
+      for (int w = 0; w < nwarp; w++) {
+        const unsigned c = wc[w * KBp + v];
+        wc[w * KBp + v] = (unsigned short)run;
+        run += c;
+      }
+    }
+    __syncthreads();
+    /* Pass 2: ranks in row order. */
+    for (int base = w0; base < w1; base += 32 * SI_SU) {
+      int lab[SI_SU];
+#pragma unroll
+      for (int u = 0; u < SI_SU; u++) {
+        const int o = base + u * 32 + lane;
+        lab[u] = o < w1 ? __ldg(lab_p + o) : 0;
+      }
+#pragma unroll
+      for (int u = 0; u < SI_SU; u++) {
+        const int o = base + u * 32 + lane;
+        const bool in = o < w1;
+        const int v = si_cs_bin(lab[u], K);
+        const unsigned m = __match_any_sync(SI_FULL, in ? v : -1);
+        const int leader = __ffs(m) - 1;
+        int rank = 0;
+        if (in && lane == leader) {
+          rank = my[v];
+          my[v] = (unsigned short)(rank + __popc(m));
+        }
+        rank = __shfl_sync(SI_FULL, rank, leader);
+        __syncwarp();
+        if (in) P.sidx[srow[v] + rank + __popc(m & lt)] = v < K ? r0 + o : -1;
+      }
+    }
+  }
+  if (mybad != INT_MAX) atomicMin(P.bad, mybad);
 }
 
 /* ------------------------------------------------------------------ reduce */
@@ -827,6 +1098,269 @@ fkm_status si_check_bad(const fkm_problem *p, const int *d_bad, cudaStream_t str
   FKM_CUDA(cudaMemcpy(&label, p->labels_in + bad, sizeof label, cudaMemcpyDeviceToHost));
   return fkm_fail(FKM_ERR_INPUT, "label %d of point %lld (batch %lld) is outside [0, %lld)", label,
                   (long long)(bad % p->s.N), (long long)(bad / p->s.N), (long long)p->s.K);
+}
+
+/* ------------------------------------------------ counting sort: host side */
+struct SiCsCfg {
+  int KB, C, P, G;
+  int threads;      /* scatter block size */
+  int R, tpp, ntiles;
+  size_t smem_count, smem_scatter;
+  size_t tab_entries;
+};
+
+/* Geometry of the counting sort, or false when the shape needs the radix path.
+ * Chunks: about 4 rows per bin (so zeroing and writing a chunk's bins costs
+ * at most ~1/4 of its rows), at least 2 chunks per SM when that keeps >= 1
+ * row per bin, at most 65535 rows (16-bit ranks) and 8192 chunks per problem
+ * (one scan tile per bin). Depends only on the shape and the device. */
+static bool si_cs_config(const fkm_shape *s, bool stable, int sms, int smem_optin, SiCsCfg *c) {
+  const long long B = s->B, N = s->N, K = s->K, KB = K + 1;
+  if (KB > (stable ? SI_CS_BINS_STABLE : SI_CS_BINS_ATOMIC)) return false;
+  const long long cmin = KB > 1024 ? KB : 1024, cpref = 4 * KB > 2048 ? 4 * KB : 2048;
+  long long P = si_cdiv(N, cpref);
+  if (B * P < 2LL * sms) {
+    long long want = si_cdiv(2LL * sms, B), pmax = si_cdiv(N, cmin);
+    if (want > pmax) want = pmax;
+    if (want > P) P = want;
+  }
+  if (P < si_cdiv(N, SI_CS_MAX_C)) P = si_cdiv(N, SI_CS_MAX_C);
+  const long long C = si_cdiv(N, P);
+  P = si_cdiv(N, C);
+  if (C > SI_CS_MAX_C || P > SI_CS_MAX_P) return false;
+  const long long G = B * P;
+  if (G > INT_MAX) return false;
+  c->KB = (int)KB;
+  c->C = (int)C;
+  c->P = (int)P;
+  c->G = (int)G;
+  c->tab_entries = (size_t)G * (size_t)KB;
+  c->smem_count = (size_t)KB * sizeof(int);
+  if (stable) {
+    /* Warps per scatter block: as many as fit (<= 16), each 2*KBp bytes. */
+    const long long KBp = (KB + 1) & ~1LL;
+    long long w = ((long long)smem_optin - 4 * KB) / (2 * KBp);
+    if (w > SI_CT / 32) w = SI_CT / 32;
+    if (w < SI_CS_MIN_WARPS) return false;
+    c->threads = (int)(32 * w);
+    c->smem_scatter = (size_t)(4 * KB + 2 * w * KBp);
+  } else {
+    c->threads = SI_CT;
+    c->smem_scatter = (size_t)KB * sizeof(int);
+  }
+  long long R = SI_STILE / P;
+  if (R < 1) R = 1;
+  if (R > KB) R = KB;
+  const long long tpp = si_cdiv(KB, R);
+  if (B * tpp > INT_MAX) return false;
+  c->R = (int)R;
+  c->tpp = (int)tpp;
+  c->ntiles = (int)(B * tpp);
+  return true;
+}
+
+/* ------------------------------------------------ the two variants' state */
+struct SiState {
+  const char *name;
+  fkm_shape s;
+  int M, S, sms;
+  bool cs;          /* counting sort (else CUB radix) */
+  SiCsCfg cc;
+  SiHistCfg hc;     /* radix path: histogram geometry */
+  int end_bit;      /* radix path: key bits */
+  SiRedCfg rc_vec, rc_scalar;
+  void *base;
+  int *bad;         /* [1] first bad flat index, INT32_MAX if none */
+  /* counting path */
+  int *tab;         /* [G][KB] */
+  unsigned long long *status; /* [ntiles] */
+  int *ticket;      /* [1] */
+  int *sidx, *sseg; /* [M + pad] sorted rows / segments */
+  /* radix path */
+  unsigned *keys[2];
+  int *vals[2];
+  void *cub_temp;
+  size_t cub_bytes;
+  /* reduce */
+  float *part;      /* [nb][2][D] */
+  int *tseg;        /* [nb] */
+  int *chain_end;   /* [S] */
+};
+
+static void si_state_free(SiState *st) {
+  if (!st) return;
+  if (st->base) cudaFree(st->base);
+  free(st);
+}
+
+template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiState *st) {
+  const fkm_shape *s = &p->s;
+  char why[256];
+  if (si_supports(s, NULL, why, sizeof why) != FKM_OK) return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s: %s", st->name, why);
+  st->s = *s;
+  st->M = (int)(s->B * s->N);
+  st->S = (int)(s->B * s->K);
+  if (si_sm_count(&st->sms) != 0 || st->sms < 1) st->sms = 132;
+  int smem_optin = 0, dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+      smem_optin < 48 * 1024)
+    smem_optin = 48 * 1024;
+
+  st->cs = si_cs_config(s, STABLE, st->sms, smem_optin, &st->cc);
+  FKM_TRY(si_reduce_config(s, false, st->sms, &st->rc_scalar));
+  int nb = st->rc_scalar.nb;
+  st->rc_vec.ok = false;
+  if (si_vec_shape_ok(s)) {
+    FKM_TRY(si_reduce_config(s, true, st->sms, &st->rc_vec));
+    if (st->rc_vec.nb > nb) nb = st->rc_vec.nb;
+  }
+
+  const size_t n_sorted = (size_t)si_cdiv(st->M, SI_RU) * SI_RU + SI_PAD;
+  const size_t sz_bad = si_align(sizeof(int));
+  const size_t sz_part = si_align(sizeof(float) * (size_t)nb * 2 * (size_t)s->D);
+  const size_t sz_tseg = si_align(sizeof(int) * (size_t)nb);
+  const size_t sz_chain = si_align(sizeof(int) * (size_t)st->S);
+  size_t sz_tab = 0, sz_status = 0, sz_ticket = 0, sz_sorted = 0, sz_keys = 0, sz_cub = 0;
+  if (st->cs) {
+    sz_tab = si_align(sizeof(int) * st->cc.tab_entries);
+    sz_status = si_align(sizeof(unsigned long long) * (size_t)st->cc.ntiles);
+    sz_ticket = si_align(sizeof(int));
+    sz_sorted = si_align(sizeof(int) * n_sorted);
+  } else {
+    st->hc = si_hist_config(st->M, s->N, s->K, st->S, st->sms);
+    st->end_bit = si_log2_ceil(st->S);
+    if (st->end_bit < 1) st->end_bit = 1;
+    cub::DoubleBuffer<unsigned> dk(NULL, NULL);
+    cub::DoubleBuffer<int> dv(NULL, NULL);
+    st->cub_bytes = 0;
+    FKM_CUDA(cub::DeviceRadixSort::SortPairs(NULL, st->cub_bytes, dk, dv, st->M, 0, st->end_bit));
+    sz_keys = si_align(sizeof(int) * n_sorted);
+    sz_cub = si_align(st->cub_bytes ? st->cub_bytes : 1);
+  }
+  const size_t total = sz_bad + sz_tab + sz_status + sz_ticket + 2 * sz_sorted + 4 * sz_keys + sz_cub + sz_part +
+                       sz_tseg + sz_chain;
+  if (p->scratch_budget && total > p->scratch_budget)
+    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s needs %zu bytes of scratch, budget is %zu", st->name, total,
+                    p->scratch_budget);
+  FKM_CUDA(cudaMalloc(&st->base, total));
+  char *q = (char *)st->base;
+  st->bad = (int *)q; q += sz_bad;
+  if (st->cs) {
+    st->tab = (int *)q; q += sz_tab;
+    st->status = (unsigned long long *)q; q += sz_status;
+    st->ticket = (int *)q; q += sz_ticket;
+    st->sidx = (int *)q; q += sz_sorted;
+    st->sseg = (int *)q; q += sz_sorted;
+  } else {
+    st->keys[0] = (unsigned *)q; q += sz_keys;
+    st->keys[1] = (unsigned *)q; q += sz_keys;
+    st->vals[0] = (int *)q; q += sz_keys;
+    st->vals[1] = (int *)q; q += sz_keys;
+    st->cub_temp = (void *)q; q += sz_cub;
+  }
+  st->part = (float *)q; q += sz_part;
+  st->tseg = (int *)q; q += sz_tseg;
+  st->chain_end = (int *)q; q += sz_chain;
+
+  if (st->cs) {
+    FKM_TRY(si_allow_smem(si_cs_count, st->cc.smem_count));
+    FKM_TRY(si_allow_smem(si_cs_scatter<STABLE>, st->cc.smem_scatter));
+  } else if (st->hc.smem) {
+    FKM_TRY(si_allow_smem(sort_inverse_histogram<true, true>, st->hc.smem_bytes));
+  }
+  return FKM_OK;
+}
+
+template <bool STABLE> static fkm_status si_state_setup(const fkm_problem *p, void **state, const char *name) {
+  *state = NULL;
+  SiState *st = (SiState *)calloc(1, sizeof(SiState));
+  if (!st) return fkm_fail(FKM_ERR_OOM, "%s: cannot allocate its state", name);
+  st->name = name;
+  fkm_status r = si_state_init<STABLE>(p, st);
+  if (r != FKM_OK) {
+    si_state_free(st);
+    return r;
+  }
+  *state = st;
+  return FKM_OK;
+}
+
+template <bool STABLE> static fkm_status si_state_run(const fkm_problem *p, void *state, cudaStream_t stream, const char *name) {
+  SiState *st = (SiState *)state;
+  if (!st) return fkm_fail(FKM_ERR_INTERNAL, "%s: run without setup", name);
+  const fkm_shape *s = &p->s;
+  if (s->B != st->s.B || s->N != st->s.N || s->K != st->s.K || s->D != st->s.D || s->dtype != st->s.dtype)
+    return fkm_fail(FKM_ERR_INTERNAL, "%s: shape differs from setup", name);
+  const int S = st->S;
+  SiReduceParams rp;
+
+  if (st->cs) {
+    const SiCsCfg &c = st->cc;
+    SiCsParams cp;
+    cp.labels = p->labels_in;
+    cp.N = (int)s->N;
+    cp.K = (int)s->K;
+    cp.KB = c.KB;
+    cp.P = c.P;
+    cp.C = c.C;
+    cp.tab = st->tab;
+    cp.status = st->status;
+    cp.ticket = st->ticket;
+    cp.bad = st->bad;
+    cp.R = c.R;
+    cp.tpp = c.tpp;
+    cp.ntiles = c.ntiles;
+    cp.sidx = st->sidx;
+    cp.sseg = st->sseg;
+    cp.counts = p->counts;
+    si_cs_count<<<(unsigned)c.G, SI_CT, c.smem_count, stream>>>(cp);
+    FKM_CUDA_LAUNCH();
+    si_cs_scan<<<(unsigned)c.ntiles, SI_ST, 0, stream>>>(cp);
+    FKM_CUDA_LAUNCH();
+    si_cs_scatter<STABLE><<<(unsigned)c.G, (unsigned)c.threads, c.smem_scatter, stream>>>(cp);
+    FKM_CUDA_LAUNCH();
+    rp.idx = st->sidx;
+    rp.seg = st->sseg;
+    rp.m_eff = NULL;
+  } else {
+    {
+      long long g = si_cdiv(S, 256);
+      if (g > 4096) g = 4096;
+      sort_inverse_init<<<(unsigned)g, 256, 0, stream>>>(p->counts, S, NULL, st->bad);
+      FKM_CUDA_LAUNCH();
+    }
+    SiHistParams hp;
+    hp.labels = p->labels_in;
+    hp.M = st->M;
+    hp.N = (int)s->N;
+    hp.K = (int)s->K;
+    hp.S = S;
+    hp.chunk = st->hc.chunk;
+    hp.counts = p->counts;
+    hp.bad = st->bad;
+    hp.keys = st->keys[0];
+    hp.vals = st->vals[0];
+    if (st->hc.smem) sort_inverse_histogram<true, true><<<st->hc.grid, SI_HT, st->hc.smem_bytes, stream>>>(hp);
+    else sort_inverse_histogram<false, true><<<st->hc.grid, SI_HT, 0, stream>>>(hp);
+    FKM_CUDA_LAUNCH();
+    /* Fresh double buffers every run: the sorted data always lands in the same
+     * buffer (the pass count depends on end_bit only). */
+    cub::DoubleBuffer<unsigned> dk(st->keys[0], st->keys[1]);
+    cub::DoubleBuffer<int> dv(st->vals[0], st->vals[1]);
+    size_t bytes = st->cub_bytes;
+    FKM_CUDA(cub::DeviceRadixSort::SortPairs(st->cub_temp, bytes, dk, dv, st->M, 0, st->end_bit, stream));
+    rp.idx = dv.Current();
+    rp.seg = (const int *)dk.Current();
+    rp.m_eff = NULL;
+  }
+
+  const SiRedCfg *rc = (st->rc_vec.ok && si_vec_ok(p)) ? &st->rc_vec : &st->rc_scalar;
+  return si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, stream);
+}
+
+static fkm_status si_state_check_input(const fkm_problem *p, void *state, cudaStream_t stream) {
+  return si_check_bad(p, ((SiState *)state)->bad, stream);
 }
 
 } // namespace

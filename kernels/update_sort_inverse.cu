@@ -10,179 +10,63 @@
  * runs cut by a slice boundary produce partials, combined by a second kernel.
  * Design, geometry and invariants: sort_inverse_common.cuh.
  *
- * Kernels per run (one stream, no host sync, no allocation):
- *   sort_inverse_init        counts = 0, bad = INT32_MAX, off[0] = 0
- *   sort_inverse_histogram   counts[b*K + k] (shared-memory bins per chunk when
- *                            the chunk's segment span fits 24576 bins, else
- *                            warp-aggregated global atomics)
- *   cub DeviceScan           off[1..S] = inclusive sum of counts
- *   sort_inverse_scatter     sidx[pos] = row, sseg[pos] = segment, pos from off[]
- *                            used as per-segment cursors (not stable; see below)
+ * Kernels per run (one stream, no host sync, no allocation), K + 1 <= 16384:
+ *   si_cs_count              per-chunk bin counts -> tab[chunk][bin]; resets
+ *                            bad, the scan's tile status and ticket
+ *   si_cs_scan               bin-major exclusive scan of tab (single pass,
+ *                            decoupled look-back): start of every (chunk, bin)
+ *   si_cs_scatter<false>     counts, sseg (coalesced), sidx via shared-memory
+ *                            atomic ranks inside the chunk
  *   sort_inverse_reduce      segment reduction over the sorted rows
  *   sort_inverse_finish      cross-block chains + empty clusters keep c_old
+ * K + 1 > 16384 (or more than 8192 chunks of 65535 rows per problem): the
+ * radix path of update/sort_inverse_det (init, histogram with keys, CUB
+ * radix sort on ceil(log2 B*K) bits).
  *
- * Why a counting sort here (and not CUB radix): with S = B*K segments the
- * histogram + scan + scatter touches the labels three times and writes the
- * sorted rows and segments once, with no digit passes; at 1M points it is ~4 short kernels. The
- * shared-bin path makes the global atomics per chunk proportional to its
- * segment span, not its points, so 8M points x 8192 clusters costs ~2M global
- * atomics rather than 16M. Order within a cluster depends on atomic timing, so
- * this variant is not bitwise reproducible (update/sort_inverse_det is).
+ * v2 (this version) vs v1: v1 ran init + histogram + CUB scan (2 kernels) +
+ * a scatter that re-counted each chunk, reserved ranges with global atomics
+ * per (chunk, segment) and then wrote sidx AND sseg at scattered positions
+ * (2 scattered 4-byte stores per point; ~48 us at 1M points, 65 us for the
+ * whole sort). v2 has 3 kernels, no init, one scattered store per point
+ * (sidx), and sseg written in position order. Placement of each chunk's
+ * range is fixed by the scan (no global atomics); only the order inside a
+ * (chunk, cluster) range depends on shared-atomic timing, so this variant is
+ * still not bitwise reproducible (update/sort_inverse_det is: it ranks rows in
+ * row order, ~2x the scatter's work). Build with -DSI_FAST_STABLE=1 to make
+ * this variant use the stable ranking too.
  * No float atomics are used at all: cross-block partials go to fixed slots.
  *
- * Bad labels (outside [0, K)): skipped by histogram and scatter, so they count
- * nowhere and corrupt nothing; the first offending flat index b*N + n is
- * atomicMin'ed into the device int32 `bad` of the state (INT32_MAX when all
- * labels are valid), reset at the start of every run. The reduce reads the
- * number of sorted entries from off[S], so skipped points leave no holes. */
+ * Bad labels (outside [0, K)): sorted to the end of their problem (bin K)
+ * with row -1, which the reduce skips, and excluded from counts, so they
+ * corrupt nothing; the first offending flat index b*N + n is atomicMin'ed
+ * into the device int32 `bad` of the state (INT32_MAX when all labels are
+ * valid), reset at the start of every run by the count kernel. */
 #include "sort_inverse_common.cuh"
 
-#include <cub/device/device_scan.cuh>
+#ifndef SI_FAST_STABLE
+#define SI_FAST_STABLE 0
+#endif
 
 namespace {
 
-struct SiFastState {
-  fkm_shape s;
-  int M, S, sms;
-  SiHistCfg hc;
-  SiRedCfg rc_vec, rc_scalar;
-  void *base;
-  int *bad;       /* [1]   first bad flat index, INT32_MAX if none */
-  int *off;       /* [S+1] segment starts (cursors during the scatter); off[S] = entries */
-  int *sidx;      /* [M + pad] sorted rows */
-  int *sseg;      /* [M + pad] sorted segments */
-  float *part;    /* [nb][2][D] */
-  int *tseg;      /* [nb] */
-  int *chain_end; /* [S] */
-  void *cub_temp;
-  size_t cub_bytes;
-};
+const char *const si_fast_name = "update/sort_inverse";
 
 fkm_status si_fast_supports(const fkm_shape *s, const fkm_device *dev, char *why, size_t why_len) {
   return si_supports(s, dev, why, why_len);
 }
 
-void si_fast_teardown(void *state) {
-  SiFastState *st = (SiFastState *)state;
-  if (!st) return;
-  if (st->base) cudaFree(st->base);
-  free(st);
-}
-
-fkm_status si_fast_setup_inner(const fkm_problem *p, SiFastState *st) {
-  const fkm_shape *s = &p->s;
-  char why[256];
-  if (si_supports(s, NULL, why, sizeof why) != FKM_OK) return fkm_fail(FKM_ERR_NOT_SUPPORTED, "update/sort_inverse: %s", why);
-  st->s = *s;
-  st->M = (int)(s->B * s->N);
-  st->S = (int)(s->B * s->K);
-  if (si_sm_count(&st->sms) != 0 || st->sms < 1) st->sms = 132;
-
-  st->hc = si_hist_config(st->M, s->N, s->K, st->S, st->sms);
-  FKM_TRY(si_reduce_config(s, false, st->sms, &st->rc_scalar));
-  int nb = st->rc_scalar.nb;
-  st->rc_vec.ok = false;
-  if (si_vec_shape_ok(s)) {
-    FKM_TRY(si_reduce_config(s, true, st->sms, &st->rc_vec));
-    if (st->rc_vec.nb > nb) nb = st->rc_vec.nb;
-  }
-
-  FKM_CUDA(cub::DeviceScan::InclusiveSum(NULL, st->cub_bytes, (const int *)NULL, (int *)NULL, st->S));
-
-  const size_t n_sorted = (size_t)si_cdiv(st->M, SI_RU) * SI_RU + SI_PAD;
-  const size_t sz_bad = si_align(sizeof(int));
-  const size_t sz_off = si_align(sizeof(int) * ((size_t)st->S + 1));
-  const size_t sz_sorted = si_align(sizeof(int) * n_sorted);
-  const size_t sz_part = si_align(sizeof(float) * (size_t)nb * 2 * (size_t)s->D);
-  const size_t sz_tseg = si_align(sizeof(int) * (size_t)nb);
-  const size_t sz_chain = si_align(sizeof(int) * (size_t)st->S);
-  const size_t sz_cub = si_align(st->cub_bytes ? st->cub_bytes : 1);
-  const size_t total = sz_bad + sz_off + 2 * sz_sorted + sz_part + sz_tseg + sz_chain + sz_cub;
-  if (p->scratch_budget && total > p->scratch_budget)
-    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "update/sort_inverse needs %zu bytes of scratch, budget is %zu", total,
-                    p->scratch_budget);
-  FKM_CUDA(cudaMalloc(&st->base, total));
-  char *q = (char *)st->base;
-  st->bad = (int *)q; q += sz_bad;
-  st->off = (int *)q; q += sz_off;
-  st->sidx = (int *)q; q += sz_sorted;
-  st->sseg = (int *)q; q += sz_sorted;
-  st->part = (float *)q; q += sz_part;
-  st->tseg = (int *)q; q += sz_tseg;
-  st->chain_end = (int *)q; q += sz_chain;
-  st->cub_temp = (void *)q;
-
-  if (st->hc.smem) {
-    FKM_TRY(si_allow_smem(sort_inverse_histogram<true, false>, st->hc.smem_bytes));
-    FKM_TRY(si_allow_smem(sort_inverse_scatter<true>, st->hc.smem_bytes));
-  }
-  return FKM_OK;
-}
+void si_fast_teardown(void *state) { si_state_free((SiState *)state); }
 
 fkm_status si_fast_setup(const fkm_problem *p, void **state) {
-  *state = NULL;
-  SiFastState *st = (SiFastState *)calloc(1, sizeof(SiFastState));
-  if (!st) return fkm_fail(FKM_ERR_OOM, "update/sort_inverse: cannot allocate its state");
-  fkm_status r = si_fast_setup_inner(p, st);
-  if (r != FKM_OK) {
-    si_fast_teardown(st);
-    return r;
-  }
-  *state = st;
-  return FKM_OK;
+  return si_state_setup<SI_FAST_STABLE != 0>(p, state, si_fast_name);
 }
 
 fkm_status si_fast_run(const fkm_problem *p, void *state, cudaStream_t stream) {
-  SiFastState *st = (SiFastState *)state;
-  if (!st) return fkm_fail(FKM_ERR_INTERNAL, "update/sort_inverse: run without setup");
-  const fkm_shape *s = &p->s;
-  if (s->B != st->s.B || s->N != st->s.N || s->K != st->s.K || s->D != st->s.D || s->dtype != st->s.dtype)
-    return fkm_fail(FKM_ERR_INTERNAL, "update/sort_inverse: shape differs from setup");
-
-  const int S = st->S;
-  {
-    long long g = si_cdiv(S, 256);
-    if (g > 4096) g = 4096;
-    sort_inverse_init<<<(unsigned)g, 256, 0, stream>>>(p->counts, S, st->off, st->bad);
-    FKM_CUDA_LAUNCH();
-  }
-
-  SiHistParams hp;
-  hp.labels = p->labels_in;
-  hp.M = st->M;
-  hp.N = (int)s->N;
-  hp.K = (int)s->K;
-  hp.S = S;
-  hp.chunk = st->hc.chunk;
-  hp.counts = p->counts;
-  hp.bad = st->bad;
-  hp.keys = NULL;
-  hp.vals = NULL;
-  hp.off = st->off;
-  hp.sidx = st->sidx;
-  hp.sseg = st->sseg;
-
-  if (st->hc.smem) sort_inverse_histogram<true, false><<<st->hc.grid, SI_HT, st->hc.smem_bytes, stream>>>(hp);
-  else sort_inverse_histogram<false, false><<<st->hc.grid, SI_HT, 0, stream>>>(hp);
-  FKM_CUDA_LAUNCH();
-
-  size_t bytes = st->cub_bytes;
-  FKM_CUDA(cub::DeviceScan::InclusiveSum(st->cub_temp, bytes, (const int *)p->counts, st->off + 1, S, stream));
-
-  if (st->hc.smem) sort_inverse_scatter<true><<<st->hc.grid, SI_HT, st->hc.smem_bytes, stream>>>(hp);
-  else sort_inverse_scatter<false><<<st->hc.grid, SI_HT, 0, stream>>>(hp);
-  FKM_CUDA_LAUNCH();
-
-  const SiRedCfg *rc = (st->rc_vec.ok && si_vec_ok(p)) ? &st->rc_vec : &st->rc_scalar;
-  SiReduceParams rp;
-  rp.idx = st->sidx;
-  rp.seg = st->sseg;
-  rp.m_eff = st->off + S;
-  return si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, stream);
+  return si_state_run<SI_FAST_STABLE != 0>(p, state, stream, si_fast_name);
 }
 
 fkm_status si_fast_check_input(const fkm_problem *p, void *state, cudaStream_t stream) {
-  return si_check_bad(p, ((SiFastState *)state)->bad, stream);
+  return si_state_check_input(p, state, stream);
 }
 
 } // namespace
