@@ -2,27 +2,43 @@
  * update (Flash-KMeans' second kernel), used by update/sort_inverse (fast) and
  * update/sort_inverse_det (bitwise deterministic). Private to those two files:
  * everything lives in an anonymous namespace, so each includes its own copy.
+ * Both variants are the same code (SiState, si_state_*) with one switch:
+ * STABLE = true ranks rows inside a chunk in row order (det), false with
+ * shared-memory atomics (fast).
  *
  * Segments. Problem b's cluster k is segment s = b*K + k of S = B*K; point n
  * of problem b is flat row i = b*N + n of M = B*N. Both must fit int32.
  *
- * Pipeline (all on one stream, no host sync):
- *   sort_inverse_init       counts[S] = 0, bad = INT32_MAX (and off[0] = 0)
- *   sort_inverse_histogram  counts[s] = |{i : seg(i) = s}| (integer atomics:
- *                           block-private shared-memory bins when a chunk's
- *                           segment span fits, else warp-aggregated global
- *                           atomics); records the first bad label; the det
- *                           variant also writes radix-sort keys/values here
- *   <sort>                  fast: counting sort (CUB inclusive scan + scatter)
- *                           det:  CUB stable radix sort on ceil(log2 S) bits
+ * Pipeline (all on one stream, no host sync), counting path (K + 1 <= 16384
+ * fast, <= 8193 det; see "counting sort" below for the details):
+ *   si_cs_count     per-chunk bin counts -> table; resets bad, scan state
+ *   si_cs_scan      exclusive scan of the table in bin-major order
+ *   si_cs_scatter   counts, sseg (position order), sidx (scattered)
  *   sort_inverse_reduce     segment-level reduction over the sorted order
  *   sort_inverse_finish     combines runs that cross block boundaries, in a
  *                           fixed order, and copies c_old into empty clusters
+ * Radix path (larger K):
+ *   sort_inverse_init       counts[S] = 0, bad = INT32_MAX
+ *   sort_inverse_histogram  counts[s] = |{i : seg(i) = s}| (integer atomics:
+ *                           block-private shared-memory bins when a chunk's
+ *                           segment span fits, else warp-aggregated global
+ *                           atomics); records the first bad label; writes
+ *                           the radix keys/values
+ *   CUB stable radix sort on ceil(log2 S) bits, then reduce + finish.
  *
- * Bad labels. A label outside [0, K) never touches memory it should not: the
- * histogram skips it (and atomicMin's its flat index into `bad`), the fast
- * scatter skips it, and the det sort carries it with value -1, which the
- * reduce skips. Such points count nowhere.
+ * Bad labels. A label outside [0, K) never touches memory it should not and
+ * counts nowhere: the counting sort puts it in its problem's extra bin K
+ * (sorted to the end of the problem, row -1); the radix sort carries it with
+ * key 0 and value -1. The reduce skips rows < 0. The first bad flat index is
+ * atomicMin'ed into `bad` (reset every run by si_cs_count or the init kernel).
+ *
+ * History. v1 (fast) used init + histogram + CUB scan + a scatter with
+ * per-(chunk, segment) global atomic cursors that wrote sidx and sseg at
+ * scattered positions (sort ~65 us of 0.177 ms at 1M x 1024 on H100, the
+ * scatter alone 48 us at 24 % occupancy); v1 det used the radix path always
+ * (sort ~60 us). v2: the counting path above for both (3 launches instead of
+ * 5-7, no global atomics for placement, one scattered 4-byte store per point,
+ * sseg in position order, labels read twice).
  *
  * The reduce. The sorted order [0, M_eff) is cut into nb equal block slices of
  * L rows (independent of cluster sizes); each block's slice is cut into
@@ -63,7 +79,7 @@
 namespace {
 
 /* ------------------------------------------------------------------ tuning */
-constexpr int SI_HT = 512;                 /* histogram / scatter block size */
+constexpr int SI_HT = 512;                 /* radix-path histogram block size */
 constexpr int SI_HB = 4;                   /* labels loaded per thread per batch */
 constexpr int SI_CHUNK_SMEM0 = 8192;       /* smallest chunk of the shared-bin path */
 constexpr int SI_CHUNK_GLOBAL = SI_HT * 4; /* chunk of the global-atomic path */
@@ -81,6 +97,11 @@ constexpr int SI_RMINB = 2;       /* reduce blocks per SM the register budget ta
  * the other warps to hide that short L2 latency. */
 #ifndef SI_PREFETCH
 #define SI_PREFETCH 0
+#endif
+/* SI_FORCE_RADIX 1 sends every shape down the radix path (to test it on the
+ * small shapes of the GPU tests; no other use). */
+#ifndef SI_FORCE_RADIX
+#define SI_FORCE_RADIX 0
 #endif
 
 constexpr int SI_FT = 1024;       /* finish block size */
@@ -121,15 +142,15 @@ __global__ void sort_inverse_init(int *__restrict__ counts, int S, int *__restri
   }
 }
 
-/* ---------------------------------------------------------- histogram/scatter */
+/* ------------------------------------------------- radix path: histogram */
 struct SiHistParams {
   const int *labels;
   int M, N, K, S;
   int chunk;        /* flat rows per block */
   int *counts;      /* [S] histogram (the counts output) */
   int *bad;         /* first out-of-range flat index */
-  unsigned *keys;   /* det: radix keys [M] (segment, 0 for bad labels) */
-  int *vals;        /* det: radix values [M] (flat row, -1 for bad labels) */
+  unsigned *keys;   /* radix keys [M] (segment, 0 for bad labels) */
+  int *vals;        /* radix values [M] (flat row, -1 for bad labels) */
 };
 
 /* One label: in-range row? valid label? its segment. */
@@ -162,7 +183,7 @@ __device__ __forceinline__ void si_chunk(const SiHistParams &P, int &c0, int &c1
 /* Shared-bin histogram of this block's chunk (bins zeroed by the caller). A
  * warp whose 32 labels are all the same segment (heavy skew) adds 32 with one
  * atomic; otherwise one shared atomic per point. FIRST also records bad labels
- * and writes the det radix keys. */
+ * and writes the radix keys. */
 template <bool FIRST, bool KEYS>
 __device__ __forceinline__ void si_smem_count(const SiHistParams &P, int *sh, int c0, int c1, int seg_lo) {
   const int lane = threadIdx.x & 31;
@@ -280,15 +301,23 @@ __global__ void __launch_bounds__(SI_HT) sort_inverse_histogram(const SiHistPara
  *                  `bad`. The rank is
  *                    ATOMIC (fast): a shared-memory atomicAdd on the bin's
  *                      running position (one per warp when all 32 lanes share
- *                      the bin): order inside (chunk, bin) depends on timing;
+ *                      the bin): order inside (chunk, bin) depends on timing.
+ *                      One pass over the labels, the first batch loaded
+ *                      before the first barrier and the next batch always in
+ *                      flight; up to K + 1 = 8193 the segment starts get a
+ *                      second shared row so both rows load concurrently;
  *                    STABLE (det): each warp owns a contiguous sub-chunk and
  *                      16-bit counters [warp][bin]; pass 1 counts, a
  *                      per-bin scan over the warps turns counts into starts,
- *                      pass 2 ranks 32 rows at a time in row order
- *                      (match_any: the lowest lane of each bin group does the
- *                      read-modify-write, __syncwarp between steps). The
- *                      rows of a segment then come out in increasing row
- *                      order: the same order as a stable radix sort.
+ *                      pass 2 ranks 32 rows at a time in row order: match_any
+ *                      groups the lanes of a bin, the group takes the
+ *                      leader's (lowest lane's) counter by shuffle, and every
+ *                      lane of the group stores the same new value (idle
+ *                      lanes use a dummy counter: no divergent branch, which
+ *                      sm_80's ptxas otherwise spills convergence state
+ *                      for); __syncwarp between steps. The rows of a segment
+ *                      come out in increasing row order: the same order as a
+ *                      stable radix sort.
  * Bad labels land in bin K, i.e. at the end of their problem, with sidx -1 and
  * sseg = b*K + K - 1 (they extend the problem's last run; the reduce skips
  * rows < 0 and the means divide by counts, which exclude them). */
@@ -303,6 +332,7 @@ constexpr int SI_CS_MAX_P = SI_STILE_MAX;
 constexpr int SI_CS_BINS_ATOMIC = 16384; /* K + 1 at most, fast (64 KiB of shared positions) */
 constexpr int SI_CS_BINS_STABLE = 8193;  /* K + 1 at most, det (16-bit counters per warp) */
 constexpr int SI_CS_MIN_WARPS = 4;       /* stable scatter: fewer warps per block -> radix */
+constexpr int SI_CS_DUAL_BINS = 8193;    /* atomic scatter: 2 shared rows up to this K + 1 */
 constexpr unsigned long long SI_FLAG_A = 1ull << 32; /* tile status: aggregate published */
 constexpr unsigned long long SI_FLAG_P = 2ull << 32; /* tile status: inclusive prefix published */
 
@@ -314,6 +344,7 @@ struct SiCsParams {
   int *ticket;        /* scan tile counter */
   int *bad;           /* first bad flat row, INT_MAX if none */
   int R, tpp, ntiles; /* scan: bins per tile, tiles per problem, tiles */
+  int dual;           /* atomic scatter: segment starts in their own shared copy */
   int *sidx;          /* [M] sorted rows (-1: bad label) */
   int *sseg;          /* [M] sorted segments */
   int *counts;        /* [S] */
@@ -331,11 +362,23 @@ __device__ __forceinline__ void si_cs_chunk(const SiCsParams &P, int j, int &b, 
 /* Bin of a label: itself if in [0, K), else K. */
 __device__ __forceinline__ int si_cs_bin(int lab, int K) { return (unsigned)lab < (unsigned)K ? lab : K; }
 
+/* Loads SI_CU labels of a chunk (offsets base + k*SI_CT + tid < n). */
+__device__ __forceinline__ void si_cs_load(const int *lab_p, int base, int n, int (&lab)[SI_CU]) {
+#pragma unroll
+  for (int k = 0; k < SI_CU; k++) {
+    const int o = base + k * SI_CT + (int)threadIdx.x;
+    lab[k] = o < n ? __ldg(lab_p + o) : 0;
+  }
+}
+
 __global__ void __launch_bounds__(SI_CT) si_cs_count(const SiCsParams P) {
   extern __shared__ int si_bins[]; /* [KB] */
   const int tid = threadIdx.x, lane = tid & 31;
   int b, p, r0, n;
   si_cs_chunk(P, blockIdx.x, b, p, r0, n);
+  const int *lab_p = P.labels + r0;
+  int lab[SI_CU];
+  si_cs_load(lab_p, 0, n, lab);
   for (long long t = (long long)blockIdx.x * SI_CT + tid; t < P.ntiles; t += (long long)gridDim.x * SI_CT)
     P.status[t] = 0ull;
   if (blockIdx.x == 0 && tid == 0) {
@@ -344,18 +387,15 @@ __global__ void __launch_bounds__(SI_CT) si_cs_count(const SiCsParams P) {
   }
   for (int v = tid; v < P.KB; v += SI_CT) si_bins[v] = 0;
   __syncthreads();
-  const int *lab_p = P.labels + r0;
   for (int base = 0; base < n; base += SI_CT * SI_CU) {
-    int lab[SI_CU];
+    int cur[SI_CU];
 #pragma unroll
-    for (int k = 0; k < SI_CU; k++) {
-      const int o = base + k * SI_CT + tid;
-      lab[k] = o < n ? __ldg(lab_p + o) : 0;
-    }
+    for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
+    if (base + SI_CT * SI_CU < n) si_cs_load(lab_p, base + SI_CT * SI_CU, n, lab); /* next batch in flight */
 #pragma unroll
     for (int k = 0; k < SI_CU; k++) {
       const bool in = base + k * SI_CT + tid < n;
-      const int v = si_cs_bin(lab[k], P.K);
+      const int v = si_cs_bin(cur[k], P.K);
       const int v0 = __shfl_sync(SI_FULL, v, 0);
       if (__all_sync(SI_FULL, in && v == v0)) {
         if (lane == 0) atomicAdd(si_bins + v0, 32);
@@ -427,29 +467,43 @@ __global__ void __launch_bounds__(SI_ST) si_cs_scan(const SiCsParams P) {
   const int agg = swarp[SI_ST / 32 - 1];
   const int excl_t = (warp ? swarp[warp - 1] : 0) + incl - sum;
 
-  if (tid == 0) {
+  /* Look-back (warp 0): 32 predecessors per round, nearest first (lane l
+   * reads tile k - l). A round ends at the nearest inclusive prefix (P) if
+   * every tile up to it has published; else, if all 32 published aggregates
+   * (A), they are added and the window moves back. Tile 0 of a problem is P
+   * from the start, so the walk ends there at the latest. */
+  if (warp == 0) {
     unsigned long long *st = P.status + (size_t)b * P.tpp;
-    long long excl;
+    long long excl = 0;
     if (r == 0) {
       excl = (long long)b * P.N;
     } else {
-      si_st_relaxed(st + r, SI_FLAG_A | (unsigned long long)(unsigned)agg);
-      excl = 0;
+      if (lane == 0) si_st_relaxed(st + r, SI_FLAG_A | (unsigned long long)(unsigned)agg);
       int k = r - 1;
       for (;;) {
-        const unsigned long long w = si_ld_relaxed(st + k);
+        const int kk = k - lane;
+        const unsigned long long w = kk >= 0 ? si_ld_relaxed(st + kk) : SI_FLAG_P; /* kk < 0: never needed */
         const unsigned long long f = w & ~0xffffffffull;
-        if (f == 0) {
+        const unsigned pm = __ballot_sync(SI_FULL, f == SI_FLAG_P);
+        const unsigned zm = __ballot_sync(SI_FULL, f == 0);
+        const int last = pm ? __ffs(pm) - 1 : 31; /* lanes 0..last matter */
+        const unsigned need = last == 31 ? SI_FULL : (2u << last) - 1u;
+        if (zm & need) { /* a tile in the window has not published yet */
           __nanosleep(32);
           continue;
         }
-        excl += (long long)(unsigned)(w & 0xffffffffull);
-        if (f == SI_FLAG_P) break;
-        k--;
+        long long x = lane <= last ? (long long)(unsigned)(w & 0xffffffffull) : 0;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(SI_FULL, x, o);
+        excl += x;
+        if (pm) break;
+        k -= 32;
       }
     }
-    si_st_relaxed(st + r, SI_FLAG_P | (unsigned long long)(unsigned)(excl + agg));
-    s_excl = (int)excl;
+    if (lane == 0) {
+      si_st_relaxed(st + r, SI_FLAG_P | (unsigned long long)(unsigned)(excl + agg));
+      s_excl = (int)excl;
+    }
   }
   __syncthreads();
 
@@ -466,81 +520,77 @@ __global__ void __launch_bounds__(SI_ST) si_cs_scan(const SiCsParams P) {
   }
 }
 
-/* ATOMIC: blockDim = SI_CT. STABLE: blockDim = 32 * W (W <= 16), dynamic
- * shared memory = 4*KB + 2*W*KBp bytes (KBp = KB rounded up to even). */
+/* Segment of each position of [q0, q1) (inside problem b, whose segment
+ * starts are st[0..K]): one warp, positions in order, coalesced stores. */
+__device__ __forceinline__ void si_cs_fill(const SiCsParams &P, const int *st, int segb, int q0, int q1) {
+  const int lane = threadIdx.x & 31, K = P.K;
+  if (q0 >= q1) return;
+  int lo = 0, hi = K; /* largest v in [0, K] with st[v] <= q0 (st[0] = b*N <= q0) */
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (st[mid] <= q0) lo = mid;
+    else hi = mid - 1;
+  }
+  int cur = lo;
+  for (int q = q0; q < q1; q += 32) {
+    const int qq = min(q + lane, q1 - 1);
+    int v = cur;
+    while (v < K && st[v + 1] <= qq) v++; /* skips empty bins */
+    if (q + lane < q1) P.sseg[q + lane] = segb + min(v, K - 1);
+    cur = __shfl_sync(SI_FULL, v, 31);
+  }
+}
+
+/* ATOMIC: blockDim = SI_CT; dynamic shared memory 4*KB bytes, or 8*KB when
+ * P.dual (the segment starts get their own copy, so all global loads are
+ * issued before the first barrier). STABLE: blockDim = 32 * W (W <= 16),
+ * 4*KB + 2*W*KBs bytes (KBs = KB + 1 rounded up to even: a dummy counter
+ * for idle lanes). */
 template <bool STABLE>
 __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
-  extern __shared__ int si_bins[]; /* [KB]: segment starts, then this chunk's positions */
+  extern __shared__ int si_bins[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int T = blockDim.x, nwarp = T >> 5;
   const int j = blockIdx.x;
   int b, p, r0, n;
   si_cs_chunk(P, j, b, p, r0, n);
-  const int K = P.K, KB = P.KB, KBp = (KB + 1) & ~1;
+  const int K = P.K, KB = P.KB, KBs = (KB + 2) & ~1; /* STABLE: counters per warp (+ a dummy) */
   const int segb = b * K;
-  int *srow = si_bins;
-  unsigned short *wc = reinterpret_cast<unsigned short *>(si_bins + KB); /* STABLE: [nwarp][KBp] */
-
-  /* (1) Segment starts of problem b = chunk b*P's row; counts; sseg. */
-  {
-    const int *row0 = P.tab + (size_t)b * P.P * KB;
-    for (int v = tid; v < KB; v += T) srow[v] = __ldg(row0 + v);
-  }
-  if (STABLE) {
-    int *wz = reinterpret_cast<int *>(wc);
-    for (int i = tid; i < nwarp * (KBp >> 1); i += T) wz[i] = 0;
-  }
-  __syncthreads();
-  {
-    const int k0 = (int)((long long)p * K / P.P), k1 = (int)((long long)(p + 1) * K / P.P);
-    for (int k = k0 + tid; k < k1; k += T) P.counts[segb + k] = srow[k + 1] - srow[k];
-  }
-  {
-    /* Warp w fills positions [q0, q1) of the chunk's slice [r0, r0 + n). */
-    const int per = ((n + nwarp - 1) / nwarp + 31) & ~31;
-    const int q0 = r0 + min(warp * per, n), q1 = r0 + min((warp + 1) * per, n);
-    if (q0 < q1) {
-      int lo = 0, hi = K; /* largest v in [0, K] with srow[v] <= q0 (srow[0] = b*N <= q0) */
-      while (lo < hi) {
-        const int mid = (lo + hi + 1) >> 1;
-        if (srow[mid] <= q0) lo = mid;
-        else hi = mid - 1;
-      }
-      int cur = lo;
-      for (int q = q0; q < q1; q += 32) {
-        const int qq = min(q + lane, q1 - 1);
-        int v = cur;
-        while (v < K && srow[v + 1] <= qq) v++;
-        if (q + lane < q1) P.sseg[q + lane] = segb + min(v, K - 1);
-        cur = __shfl_sync(SI_FULL, v, 31);
-      }
-    }
-  }
-  __syncthreads();
-
-  /* (2) This chunk's first position in each bin. */
-  if (p != 0) {
-    const int *rowj = P.tab + (size_t)j * KB;
-    for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
-    __syncthreads();
-  }
-
-  /* (3) Scatter. */
-  int mybad = INT_MAX;
+  const int *row0 = P.tab + (size_t)b * P.P * KB; /* segment starts of problem b (chunk b*P) */
+  const int *rowj = P.tab + (size_t)j * KB;       /* this chunk's first position per bin */
   const int *lab_p = P.labels + r0;
+  int *srow = si_bins; /* [KB] this chunk's running positions (after the fill) */
+  int mybad = INT_MAX;
+  /* Warp w's slice of the chunk's positions [r0, r0 + n) for the sseg fill. */
+  const int per = ((n + nwarp - 1) / nwarp + 31) & ~31;
+  const int q0 = r0 + min(warp * per, n), q1 = r0 + min((warp + 1) * per, n);
+  const int k0 = (int)((long long)p * K / P.P), k1 = (int)((long long)(p + 1) * K / P.P);
+
   if (!STABLE) {
+    int lab[SI_CU];
+    si_cs_load(lab_p, 0, n, lab);
+    int *sst = P.dual ? si_bins + KB : si_bins; /* segment starts */
+    for (int v = tid; v < KB; v += T) sst[v] = __ldg(row0 + v);
+    if (P.dual)
+      for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
+    __syncthreads();
+    for (int k = k0 + tid; k < k1; k += T) P.counts[segb + k] = sst[k + 1] - sst[k];
+    si_cs_fill(P, sst, segb, q0, q1);
+    if (!P.dual) {
+      __syncthreads();
+      for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
+      __syncthreads();
+    }
     for (int base = 0; base < n; base += SI_CT * SI_CU) {
-      int lab[SI_CU];
+      int cur[SI_CU];
 #pragma unroll
-      for (int k = 0; k < SI_CU; k++) {
-        const int o = base + k * SI_CT + tid;
-        lab[k] = o < n ? __ldg(lab_p + o) : 0;
-      }
+      for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
+      if (base + SI_CT * SI_CU < n) si_cs_load(lab_p, base + SI_CT * SI_CU, n, lab);
 #pragma unroll
       for (int k = 0; k < SI_CU; k++) {
         const int o = base + k * SI_CT + tid;
         const bool in = o < n;
-        const int v = si_cs_bin(lab[k], K);
+        const int v = si_cs_bin(cur[k], K);
         if (in && v == K) mybad = min(mybad, r0 + o);
         const int v0 = __shfl_sync(SI_FULL, v, 0);
         int pos = 0;
@@ -554,9 +604,24 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
       }
     }
   } else {
+    unsigned short *wc = reinterpret_cast<unsigned short *>(si_bins + KB); /* [nwarp][KBs] */
+    for (int v = tid; v < KB; v += T) srow[v] = __ldg(row0 + v);
+    {
+      int *wz = reinterpret_cast<int *>(wc);
+      for (int i = tid; i < nwarp * (KBs >> 1); i += T) wz[i] = 0;
+    }
+    __syncthreads();
+    for (int k = k0 + tid; k < k1; k += T) P.counts[segb + k] = srow[k + 1] - srow[k];
+    si_cs_fill(P, srow, segb, q0, q1);
+    __syncthreads();
+    /* This chunk's positions: only pass 2 reads them (the barrier after pass 1
+     * publishes them), so their latency overlaps pass 1. */
+    if (p != 0)
+      for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
+
     const int Sw = ((n + nwarp - 1) / nwarp + 31) & ~31;
     const int w0 = min(warp * Sw, n), w1 = min(w0 + Sw, n);
-    unsigned short *my = wc + warp * KBp;
+    unsigned short *my = wc + warp * KBs;
     const unsigned lt = (1u << lane) - 1u;
     /* Pass 1: this warp's count per bin. */
     for (int base = w0; base < w1; base += 32 * SI_SU) {
@@ -568,12 +633,11 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
       }
 #pragma unroll
       for (int u = 0; u < SI_SU; u++) {
-        const int o = base + u * 32 + lane;
-        const bool in = o < w1;
-        const int v = si_cs_bin(lab[u], K);
-        if (in && v == K) mybad = min(mybad, r0 + o);
-        const unsigned m = __match_any_sync(SI_FULL, in ? v : -1);
-        if (in && lane == __ffs(m) - 1) my[v] = (unsigned short)(my[v] + __popc(m));
+        const bool in = base + u * 32 + lane < w1;
+        const int v = in ? si_cs_bin(lab[u], K) : KB; /* KB: dummy counter of idle lanes */
+        const unsigned m = __match_any_sync(SI_FULL, v);
+        const int c = __shfl_sync(SI_FULL, (int)my[v], __ffs(m) - 1);
+        my[v] = (unsigned short)(c + __popc(m)); /* the whole group stores the same value */
         __syncwarp();
       }
     }
@@ -582,8 +646,8 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
     for (int v = tid; v < KB; v += T) {
       unsigned run = 0;
       for (int w = 0; w < nwarp; w++) {
-        const unsigned c = wc[w * KBp + v];
-        wc[w * KBp + v] = (unsigned short)run;
+        const unsigned c = wc[w * KBs + v];
+        wc[w * KBs + v] = (unsigned short)run;
         run += c;
       }
     }
@@ -600,17 +664,13 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
       for (int u = 0; u < SI_SU; u++) {
         const int o = base + u * 32 + lane;
         const bool in = o < w1;
-        const int v = si_cs_bin(lab[u], K);
-        const unsigned m = __match_any_sync(SI_FULL, in ? v : -1);
-        const int leader = __ffs(m) - 1;
-        int rank = 0;
-        if (in && lane == leader) {
-          rank = my[v];
-          my[v] = (unsigned short)(rank + __popc(m));
-        }
-        rank = __shfl_sync(SI_FULL, rank, leader);
+        const int v = in ? si_cs_bin(lab[u], K) : KB;
+        const unsigned m = __match_any_sync(SI_FULL, v);
+        const int rank = __shfl_sync(SI_FULL, (int)my[v], __ffs(m) - 1); /* the leader's read */
+        my[v] = (unsigned short)(rank + __popc(m));
         __syncwarp();
         if (in) P.sidx[srow[v] + rank + __popc(m & lt)] = v < K ? r0 + o : -1;
+        mybad = (in && v == K) ? min(mybad, r0 + o) : mybad;
       }
     }
   }
@@ -622,7 +682,7 @@ struct SiReduceParams {
   const void *x;
   const int *idx;     /* sorted rows (-1: bad label, skipped) */
   const int *seg;     /* sorted segments */
-  const int *m_eff;   /* device count of sorted entries (fast), or NULL: M */
+  const int *m_eff;   /* device count of sorted entries, or NULL: M (both sorts fill all M) */
   const int *counts;
   float *c_new;
   float *part;        /* [nb][2][D] block pieces: 0 = H, 1 = T */
@@ -743,7 +803,7 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
       /* Issue all RU gathers first (independent loads in flight). */
 #pragma unroll
       for (int u = 0; u < SI_RU; u++) {
-        const bool lv = u < nin && nid[u] >= 0; /* det: -1 marks a bad label */
+        const bool lv = u < nin && nid[u] >= 0; /* -1 marks a bad label */
         live |= (lv ? 1u : 0u) << u;
         const size_t row = (size_t)(lv ? nid[u] : 0) * (size_t)D;
         if (VEC) {
@@ -1104,16 +1164,19 @@ fkm_status si_check_bad(const fkm_problem *p, const int *d_bad, cudaStream_t str
 struct SiCsCfg {
   int KB, C, P, G;
   int threads;      /* scatter block size */
+  int dual;         /* atomic scatter: two shared rows (see si_cs_scatter) */
   int R, tpp, ntiles;
   size_t smem_count, smem_scatter;
   size_t tab_entries;
 };
 
-/* Geometry of the counting sort, or false when the shape needs the radix path.
- * Chunks: about 4 rows per bin (so zeroing and writing a chunk's bins costs
- * at most ~1/4 of its rows), at least 2 chunks per SM when that keeps >= 1
- * row per bin, at most 65535 rows (16-bit ranks) and 8192 chunks per problem
- * (one scan tile per bin). Depends only on the shape and the device. */
+/* Geometry of the counting sort, or false when the shape needs the radix path
+ * (K + 1 above the bin limit, too few warps' counters in shared memory, or
+ * N > 8192 * 65535). Chunks: about 4 rows per bin (zeroing and writing a
+ * chunk's bins then costs ~1/4 of its rows), more chunks (down to 1 row per
+ * bin) until there are 2 per SM, at most 8192 chunks per problem (one scan
+ * tile per bin) and 65535 rows per chunk (16-bit ranks). Depends only on the
+ * shape and the device (the det variant relies on that). */
 static bool si_cs_config(const fkm_shape *s, bool stable, int sms, int smem_optin, SiCsCfg *c) {
   const long long B = s->B, N = s->N, K = s->K, KB = K + 1;
   if (KB > (stable ? SI_CS_BINS_STABLE : SI_CS_BINS_ATOMIC)) return false;
@@ -1124,6 +1187,7 @@ static bool si_cs_config(const fkm_shape *s, bool stable, int sms, int smem_opti
     if (want > pmax) want = pmax;
     if (want > P) P = want;
   }
+  if (P > SI_CS_MAX_P) P = SI_CS_MAX_P; /* huge N, few bins: longer chunks */
   if (P < si_cdiv(N, SI_CS_MAX_C)) P = si_cdiv(N, SI_CS_MAX_C);
   const long long C = si_cdiv(N, P);
   P = si_cdiv(N, C);
@@ -1137,17 +1201,20 @@ static bool si_cs_config(const fkm_shape *s, bool stable, int sms, int smem_opti
   c->tab_entries = (size_t)G * (size_t)KB;
   c->smem_count = (size_t)KB * sizeof(int);
   if (stable) {
-    /* Warps per scatter block: as many as fit (<= 16), each 2*KBp bytes. */
-    const long long KBp = (KB + 1) & ~1LL;
-    long long w = ((long long)smem_optin - 4 * KB) / (2 * KBp);
+    /* Warps per scatter block: as many as fit (<= 16), each 2*KBs bytes. */
+    const long long KBs = (KB + 2) & ~1LL;
+    long long w = ((long long)smem_optin - 4 * KB) / (2 * KBs);
     if (w > SI_CT / 32) w = SI_CT / 32;
     if (w < SI_CS_MIN_WARPS) return false;
     c->threads = (int)(32 * w);
-    c->smem_scatter = (size_t)(4 * KB + 2 * w * KBp);
+    c->dual = 0;
+    c->smem_scatter = (size_t)(4 * KB + 2 * w * KBs);
   } else {
     c->threads = SI_CT;
-    c->smem_scatter = (size_t)KB * sizeof(int);
+    c->dual = KB <= SI_CS_DUAL_BINS ? 1 : 0;
+    c->smem_scatter = (size_t)KB * sizeof(int) * (c->dual ? 2 : 1);
   }
+  if (c->smem_count > (size_t)smem_optin || c->smem_scatter > (size_t)smem_optin) return false;
   long long R = SI_STILE / P;
   if (R < 1) R = 1;
   if (R > KB) R = KB;
@@ -1207,7 +1274,7 @@ template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiS
       smem_optin < 48 * 1024)
     smem_optin = 48 * 1024;
 
-  st->cs = si_cs_config(s, STABLE, st->sms, smem_optin, &st->cc);
+  st->cs = !SI_FORCE_RADIX && si_cs_config(s, STABLE, st->sms, smem_optin, &st->cc);
   FKM_TRY(si_reduce_config(s, false, st->sms, &st->rc_scalar));
   int nb = st->rc_scalar.nb;
   st->rc_vec.ok = false;
@@ -1311,6 +1378,7 @@ template <bool STABLE> static fkm_status si_state_run(const fkm_problem *p, void
     cp.R = c.R;
     cp.tpp = c.tpp;
     cp.ntiles = c.ntiles;
+    cp.dual = c.dual;
     cp.sidx = st->sidx;
     cp.sseg = st->sseg;
     cp.counts = p->counts;

@@ -46,10 +46,12 @@
  * (B*P x (K+1) ints, P ~ 2 chunks per SM, >= 4 rows per bin per chunk) and
  * per-warp 16-bit counters (2*(K+1) bytes per warp of shared memory), which
  * is why it stops at K + 1 = 8193; beyond, a radix sort's 256-bin digits
- * scale better. Same sorted order as v1 for valid labels, so v1 and v2 give
- * the same bits when the reduce geometry is the same; bad labels now sort to
- * the end of their problem instead of the front of segment 0 (no effect on
- * the results: they are skipped either way).
+ * scale better. With all labels valid, the sorted rows and segments are
+ * exactly v1's (segments in order, rows increasing inside each) and the
+ * reduce is unchanged, so v2 gives v1's bits. With bad labels the valid rows
+ * keep that order; the bad ones now sit at the end of their problem instead
+ * of inside segment 0 of problem 0 (both skipped), which can move the reduce's
+ * slice boundaries and so the rounding of a few sums.
  *
  * Bad labels (outside [0, K)) are skipped by the reduce (row -1) and excluded
  * from counts, so they corrupt nothing. The first offending flat index

@@ -15,7 +15,8 @@ static const shape_case shapes[] = {
     {1, 1000, 1, 8, FKM_DATA_BLOBS, 0},      {1, 1000, 1000, 3, FKM_DATA_NORMAL, 0}, {2, 5000, 64, 130, FKM_DATA_BLOBS, 0},
     {1, 100000, 1024, 128, FKM_DATA_SKEWED, 0}, {3, 2000, 50, 1, FKM_DATA_UNIFORM, 0}, {1, 50000, 512, 64, FKM_DATA_BLOBS, 1},
     {2, 30000, 8, 512, FKM_DATA_SKEWED, 0},  {1, 7, 7, 5, FKM_DATA_NORMAL, 0},       {4, 4099, 333, 96, FKM_DATA_BLOBS, 1},
-    {1, 200000, 16, 128, FKM_DATA_SKEWED, 0},
+    {1, 200000, 16, 128, FKM_DATA_SKEWED, 0}, {1, 60000, 20000, 32, FKM_DATA_BLOBS, 0}, /* K beyond the counting sort: radix path */
+    {2, 40000, 9000, 16, FKM_DATA_SKEWED, 1},
 };
 
 static int is_det(const fkm_variant *v) {
