@@ -33,7 +33,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
-command -v nvcc >/dev/null || { echo "setup: nvcc not found: install the CUDA toolkit (12.4 or newer)" >&2; exit 1; }
+command -v nvcc >/dev/null || { echo "setup: nvcc not found: install the CUDA toolkit (12.5 or newer)" >&2; exit 1; }
 
 extra=()
 if [ ! -f /usr/include/cjson/cJSON.h ] && ls .deps/*.deb >/dev/null 2>&1; then
