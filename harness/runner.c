@@ -156,6 +156,10 @@ static fkm_status outputs_poison(const fkm_shape *s, fkm_op op, outputs *o) {
     if (o->on_device) FKM_CUDA(cudaMemset(p[i], 0xff, n[i]));
     else memset(p[i], 0xff, n[i]);
   }
+  /* cudaMemset runs on the legacy default stream, which does not order against
+   * the run's non-blocking stream: finish the poison before the variant starts,
+   * or it can land on top of the variant's first writes. */
+  if (o->on_device) FKM_CUDA(cudaDeviceSynchronize());
   return FKM_OK;
 }
 
@@ -420,6 +424,11 @@ static void run_case(run_ctx *ctx, const fkm_case *c, case_result *res) {
       if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < p.scratch_budget) p.scratch_budget = free_b / 4;
     }
     st = v->setup ? v->setup(&p, &state) : FKM_OK;
+    if (st == FKM_OK && gpu) {
+      cudaError_t e = cudaDeviceSynchronize(); /* whatever setup enqueued elsewhere is done before the run */
+      if (e != cudaSuccess) st = fkm_cuda_fail_at(e, "after setup", __FILE__, __LINE__);
+      set_up = 1;
+    }
     if (st == FKM_OK) {
       set_up = 1;
       if (v->describe && state) snprintf(res->impl, sizeof res->impl, "%s", v->describe(state));
