@@ -20,5 +20,5 @@ mkdir -p results/latest
 out=results/latest/$(basename "$config")
 rc=0
 ./build/flashkm run "$config" -o "$out" || rc=$?
-python3 scripts/summarize.py "$out" | head -60
+python3 scripts/summarize.py --limit 60 "$out"
 exit $rc
