@@ -1,7 +1,10 @@
 /* main.c — the `flashkm` command line: run, list, info. The only place that
  * turns statuses into exit codes and prints to the user. */
 #include "config.h"
+#include "data.h"
 #include "device.h"
+#include "dtype.h"
+#include "gen.h"
 #include "info.h"
 #include "runner.h"
 #include "npy.h"
@@ -21,6 +24,7 @@ static const char *usage_main =
     "  list         the variant registry, one line each\n"
     "  info         device and build as JSON (says plainly when there is no GPU)\n"
     "  fit          cluster a .npy file: labels and centroids to .npy\n"
+    "  gen          write the harness's seeded test data to .npy (for fit, peers, other tools)\n"
     "\n"
     "`flashkm <command> --help` describes each command.\n";
 
@@ -327,6 +331,136 @@ static int cmd_fit(int argc, char **argv) {
   return rc;
 }
 
+static const char *usage_gen =
+    "usage: flashkm gen --n N --d D --k K [--b B] [--data blobs|normal|uniform|skewed] [--dtype fp16|bf16|fp32]\n"
+    "                   [--seed S] -o X.npy [--labels L.npy] [--centres C.npy]\n"
+    "\n"
+    "Writes the same seeded data `flashkm run` generates (bit for bit, on a GPU or on the CPU):\n"
+    "points (N, D) or (B, N, D) as float16/float32 (bf16 is written as float32 holding the bf16\n"
+    "values), each point's generating cluster as int32 (--labels), and for blobs/skewed the known\n"
+    "centres as float32 (--centres).\n";
+
+static int cmd_gen(int argc, char **argv) {
+  if (wants_help(argc, argv)) {
+    fputs(usage_gen, stdout);
+    return 0;
+  }
+  int64_t B = 1, N = 0, D = 0, K = 0, v;
+  uint64_t seed = 1;
+  fkm_dtype dtype = FKM_F16;
+  fkm_data_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.kind = FKM_DATA_BLOBS;
+  const char *out = NULL, *labels_path = NULL, *centres_path = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (i + 1 >= argc) {
+      fprintf(stderr, "flashkm gen: %s needs a value\n", a);
+      return FKM_EXIT_USAGE;
+    }
+    const char *val = argv[++i];
+    if (!strcmp(a, "--n")) { if (parse_i64(a, val, 1, &N)) return FKM_EXIT_USAGE; }
+    else if (!strcmp(a, "--d")) { if (parse_i64(a, val, 1, &D)) return FKM_EXIT_USAGE; }
+    else if (!strcmp(a, "--k")) { if (parse_i64(a, val, 1, &K)) return FKM_EXIT_USAGE; }
+    else if (!strcmp(a, "--b")) { if (parse_i64(a, val, 1, &B)) return FKM_EXIT_USAGE; }
+    else if (!strcmp(a, "--seed")) { if (parse_i64(a, val, 0, &v)) return FKM_EXIT_USAGE; seed = (uint64_t)v; }
+    else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = val;
+    else if (!strcmp(a, "--labels")) labels_path = val;
+    else if (!strcmp(a, "--centres")) centres_path = val;
+    else if (!strcmp(a, "--dtype")) {
+      if (fkm_dtype_from_name(val, &dtype) != 0) {
+        fprintf(stderr, "flashkm gen: --dtype is fp16, bf16 or fp32, got '%s'\n", val);
+        return FKM_EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--data")) {
+      static const char *const kinds[] = {"blobs", "normal", "uniform", "skewed"};
+      int found = -1;
+      for (int k = 0; k < 4; k++)
+        if (!strcmp(val, kinds[k])) found = k;
+      if (found < 0) {
+        fprintf(stderr, "flashkm gen: --data is blobs, normal, uniform or skewed, got '%s'\n", val);
+        return FKM_EXIT_USAGE;
+      }
+      spec.kind = (fkm_data_kind)found;
+    } else {
+      fprintf(stderr, "flashkm gen: unknown option '%s'\n%s", a, usage_gen);
+      return FKM_EXIT_USAGE;
+    }
+  }
+  if (!N || !D || !K || !out) {
+    fprintf(stderr, "flashkm gen: --n, --d, --k and -o are required\n%s", usage_gen);
+    return FKM_EXIT_USAGE;
+  }
+  if (K > N) {
+    fprintf(stderr, "flashkm gen: --k %lld exceeds --n %lld\n", (long long)K, (long long)N);
+    return FKM_EXIT_USAGE;
+  }
+  if (B * N >= ((int64_t)1 << 31) || D >= ((int64_t)1 << 20)) {
+    fprintf(stderr, "flashkm gen: B*N must be below 2^31 and D below 2^20\n");
+    return FKM_EXIT_USAGE;
+  }
+  const fkm_shape shape = {B, N, K, D, dtype};
+  fkm_device dev;
+  fkm_device_query(&dev);
+  fkm_dataset h, d;
+  fkm_status st;
+  if (dev.present) { /* the GPU generators are the same formula, much faster */
+    st = fkm_data_make_device(&shape, &spec, seed, &d);
+    if (st == FKM_OK) {
+      st = fkm_data_copy_to_host(&d, &h);
+      fkm_data_free(&d);
+    }
+  } else {
+    st = fkm_data_make_host(&shape, &spec, seed, &h);
+  }
+  if (st != FKM_OK) {
+    fprintf(stderr, "flashkm gen: %s\n", fkm_last_error());
+    return FKM_EXIT_FAILED;
+  }
+  int rc = 0;
+  const int64_t n_x = B * N * D;
+  const int64_t shape_x[3] = {B, N, D}, shape_l[2] = {B, N}, shape_c[3] = {B, K, D};
+  const int nd = B > 1 ? 3 : 2, off = B > 1 ? 0 : 1;
+  float *widened = NULL;
+  const void *px = h.x;
+  fkm_npy_type tx = dtype == FKM_F16 ? FKM_NPY_F16 : FKM_NPY_F32;
+  if (dtype == FKM_BF16) { /* .npy has no bf16: widen exactly to float32 */
+    widened = malloc(sizeof(float) * (size_t)n_x);
+    if (!widened) {
+      fprintf(stderr, "flashkm gen: out of host memory\n");
+      fkm_data_free(&h);
+      return FKM_EXIT_FAILED;
+    }
+    for (int64_t i = 0; i < n_x; i++) widened[i] = fkm_load_as_f32(h.x, FKM_BF16, i);
+    px = widened;
+  }
+  if (fkm_npy_write(out, tx, nd, shape_x + off, px) != FKM_OK) rc = FKM_EXIT_FAILED;
+  if (!rc && labels_path && fkm_npy_write(labels_path, FKM_NPY_I32, nd - 1, shape_l + off, h.labels) != FKM_OK)
+    rc = FKM_EXIT_FAILED;
+  if (!rc && centres_path) {
+    if (spec.kind != FKM_DATA_BLOBS && spec.kind != FKM_DATA_SKEWED) {
+      fprintf(stderr, "flashkm gen: --centres exist for blobs and skewed data only\n");
+      rc = FKM_EXIT_USAGE;
+    } else {
+      float *c = malloc(sizeof(float) * (size_t)(B * K * D));
+      if (!c) {
+        fprintf(stderr, "flashkm gen: out of host memory\n");
+        rc = FKM_EXIT_FAILED;
+      } else {
+        for (int64_t b = 0; b < B; b++)
+          for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < D; j++) c[(b * K + k) * D + j] = fkm_gen_centre(seed, b, k, j, K, D);
+        if (fkm_npy_write(centres_path, FKM_NPY_F32, nd, shape_c + off, c) != FKM_OK) rc = FKM_EXIT_FAILED;
+        free(c);
+      }
+    }
+  }
+  if (rc == FKM_EXIT_FAILED && fkm_last_error()[0]) fprintf(stderr, "flashkm gen: %s\n", fkm_last_error());
+  free(widened);
+  fkm_data_free(&h);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage_main, stderr);
@@ -341,6 +475,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "list")) return cmd_list(argc - 2, argv + 2);
   if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
   if (!strcmp(cmd, "fit")) return cmd_fit(argc - 2, argv + 2);
+  if (!strcmp(cmd, "gen")) return cmd_gen(argc - 2, argv + 2);
   fprintf(stderr, "flashkm: unknown command '%s'\n\n%s", cmd, usage_main);
   return FKM_EXIT_USAGE;
 }

@@ -2,7 +2,7 @@
 # bench_fit.sh — `flashkm fit` on generated data, in GPU memory and streamed from
 # host memory, to measure the out-of-core path (per-iteration H2D bytes and
 # bandwidth, copy and compute time alone, overlap efficiency) against the
-# in-memory fit on the same data. Needs python3 with numpy to write the input.
+# in-memory fit on the same data (input written by `flashkm gen`).
 # usage: scripts/bench_fit.sh FLASHKM_BINARY OUTDIR [N] [K] [D] [CHUNK_POINTS] [ITERS]
 set -euo pipefail
 bin=${1:?usage: bench_fit.sh FLASHKM_BINARY OUTDIR [N] [K] [D] [CHUNK_POINTS] [ITERS]}
@@ -10,17 +10,7 @@ out=${2:?usage: bench_fit.sh FLASHKM_BINARY OUTDIR [N] [K] [D] [CHUNK_POINTS] [I
 n=${3:-16777216} k=${4:-4096} d=${5:-128} chunk=${6:-4194304} iters=${7:-5}
 mkdir -p "$out"
 data=${TMPDIR:-/tmp}/fkm_bench_${n}x${d}.npy
-python3 - "$data" "$n" "$d" <<'PY'
-import sys, numpy as np
-path, n, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = np.random.default_rng(7)
-x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, d))
-step = 1 << 22
-for i in range(0, n, step):
-    m = min(step, n - i)
-    x[i:i + m] = (rng.standard_normal((m, d), dtype=np.float32) + rng.integers(0, 64, (m, 1)) * 0.1).astype(np.float16)
-x.flush()
-PY
+"$bin" gen --n "$n" --d "$d" --k "$k" --data blobs --dtype fp16 --seed 7 -o "$data"
 common=(fit --input "$data" --k "$k" --max-iter "$iters" --tol 0 --seed 3 -q)
 "$bin" "${common[@]}" >"$out/fit_in_memory.json"
 "$bin" "${common[@]}" --chunk-points "$chunk" >"$out/fit_streamed.json"

@@ -106,5 +106,22 @@ else
   grep -q "GPU" "$tmp/err" && ok || fail "fit without a GPU: $(cat "$tmp/err")"
 fi
 
+# gen: the seeded data as .npy, the same bytes every time.
+expect_rc 0 "gen --help" "$bin" gen --help
+expect_rc 0 "gen" "$bin" gen --n 700 --d 6 --k 9 --b 2 --data skewed --seed 4 -o "$tmp/g1.npy" --labels "$tmp/gl.npy" --centres "$tmp/gc.npy"
+expect_rc 0 "gen again" "$bin" gen --n 700 --d 6 --k 9 --b 2 --data skewed --seed 4 -o "$tmp/g2.npy"
+cmp -s "$tmp/g1.npy" "$tmp/g2.npy" && ok || fail "gen is not deterministic"
+expect_rc 0 "gen, other seed" "$bin" gen --n 700 --d 6 --k 9 --b 2 --data skewed --seed 5 -o "$tmp/g3.npy"
+cmp -s "$tmp/g1.npy" "$tmp/g3.npy" && fail "gen ignores the seed" || ok
+python3 - "$tmp/g1.npy" "$tmp/gl.npy" "$tmp/gc.npy" <<'PY' && ok || fail "gen wrote unexpected headers"
+import sys
+want = ["'<f2'", "(2, 700, 6)", "'<i4'", "(2, 700)", "'<f4'", "(2, 9, 6)"]
+heads = [open(p, "rb").read(128).decode("latin1") for p in sys.argv[1:4]]
+assert all(w in h for w, h in zip(want[0::2], heads)) and all(w in h for w, h in zip(want[1::2], heads)), heads
+PY
+expect_rc 2 "gen K > N" "$bin" gen --n 10 --d 2 --k 11 -o "$tmp/g4.npy"
+expect_rc 2 "gen bad data" "$bin" gen --n 10 --d 2 --k 3 --data zipf -o "$tmp/g4.npy"
+expect_rc 2 "gen centres of normal data" "$bin" gen --n 10 --d 2 --k 3 --data normal -o "$tmp/g4.npy" --centres "$tmp/g4c.npy"
+
 echo "cli_test: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
