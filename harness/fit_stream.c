@@ -103,21 +103,6 @@ typedef struct {
   unsigned int pad;
 } fs_scalars;
 
-typedef struct {
-  int64_t b0, nb; /* batches [b0, b0 + nb) */
-  int64_t n0, len; /* points [n0, n0 + len) of each */
-  int inst;        /* 0: the full shape, 1: the shorter last chunk */
-} fs_chunk;
-
-typedef struct {
-  int whole;       /* chunks are groups of whole batches, else ranges of one batch */
-  int64_t per;     /* whole: batches per full chunk; ranges: chunks per batch */
-  int64_t cap;     /* points of a full chunk */
-  int64_t nchunks; /* chunks per pass */
-  int ninst;       /* 1 or 2 problem shapes */
-  fkm_shape shape[2];
-} fs_plan;
-
 typedef enum { FS_PASS_ITER, FS_PASS_FINAL, FS_PASS_COMPUTE_ONLY } fs_mode;
 
 typedef struct {
@@ -168,7 +153,7 @@ static double gb(double bytes) { return bytes / 1e9; }
 
 /* ------------------------------------------------------------------ plan */
 
-static void fs_make_plan(const fkm_fit_options *o, int64_t cp, fs_plan *p) {
+void fs_make_plan(const fkm_fit_options *o, int64_t cp, fs_plan *p) {
   memset(p, 0, sizeof *p);
   fkm_shape base = {1, 1, o->K, o->D, o->dtype};
   p->shape[0] = p->shape[1] = base;
@@ -195,20 +180,19 @@ static void fs_make_plan(const fkm_fit_options *o, int64_t cp, fs_plan *p) {
   }
 }
 
-static fs_chunk fs_chunk_of(const fs_ctx *F, int64_t c) {
-  const fs_plan *p = &F->plan;
+fs_chunk fs_chunk_of(const fs_plan *p, const fkm_fit_options *o, int64_t c) {
   fs_chunk ch;
   if (p->whole) {
     ch.b0 = c * p->per;
-    ch.nb = F->o->B - ch.b0 < p->per ? F->o->B - ch.b0 : p->per;
+    ch.nb = o->B - ch.b0 < p->per ? o->B - ch.b0 : p->per;
     ch.n0 = 0;
-    ch.len = F->o->N;
+    ch.len = o->N;
     ch.inst = ch.nb == p->per ? 0 : 1;
   } else {
     ch.b0 = c / p->per;
     ch.nb = 1;
     ch.n0 = (c % p->per) * p->cap;
-    ch.len = F->o->N - ch.n0 < p->cap ? F->o->N - ch.n0 : p->cap;
+    ch.len = o->N - ch.n0 < p->cap ? o->N - ch.n0 : p->cap;
     ch.inst = ch.len == p->cap ? 0 : 1;
   }
   return ch;
@@ -387,7 +371,7 @@ static fkm_status fs_alloc_chunks(fs_ctx *F) {
   FKM_CUDA(cudaMalloc((void **)&F->ccount, ck * 4));
   for (int i = 0; i < p->ninst; i++) {
     /* The chunk of instance i: chunk 0 for the full shape, the last chunk for the short one. */
-    fs_chunk ch = fs_chunk_of(F, i == 0 ? 0 : p->nchunks - 1);
+    fs_chunk ch = fs_chunk_of(p, F->o, i == 0 ? 0 : p->nchunks - 1);
     ch.inst = i;
     fkm_problem a = fs_problem(F, &ch, 0, 0), u = fs_problem(F, &ch, 0, 1);
     if (F->va->setup) FKM_TRY(F->va->setup(&a, &F->ast[i]));
@@ -500,7 +484,7 @@ static fkm_status fs_init(fs_ctx *F) {
 /* Copy chunk c into slot s (copy stream). wait: after the compute that last used the slot. */
 static fkm_status fs_h2d(fs_ctx *F, int64_t c, int s, int wait) {
   const fkm_fit_options *o = F->o;
-  const fs_chunk ch = fs_chunk_of(F, c);
+  const fs_chunk ch = fs_chunk_of(&F->plan, F->o, c);
   const size_t bytes = (size_t)(ch.nb * ch.len * o->D) * F->es;
   const char *src = F->x + (size_t)((ch.b0 * o->N + ch.n0) * o->D) * F->es;
   fkm_nvtx_push("H2D chunk");
@@ -525,7 +509,7 @@ static fkm_status fs_h2d(fs_ctx *F, int64_t c, int s, int wait) {
 /* The compute of chunk c in slot s (compute stream). */
 static fkm_status fs_compute(fs_ctx *F, int64_t c, int s, fs_mode mode) {
   const fkm_fit_options *o = F->o;
-  const fs_chunk ch = fs_chunk_of(F, c);
+  const fs_chunk ch = fs_chunk_of(&F->plan, F->o, c);
   const int64_t npts = ch.nb * ch.len;
   if (mode != FS_PASS_COMPUTE_ONLY) FKM_CUDA(cudaStreamWaitEvent(F->s_comp, F->ev_copied[s], 0));
   if (mode == FS_PASS_FINAL && F->labels_rec[s]) FKM_CUDA(cudaStreamWaitEvent(F->s_comp, F->ev_labels[s], 0));
