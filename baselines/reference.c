@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void fkm_ref_to_f64(const void *src, fkm_dtype t, int64_t count, double *dst) {
   for (int64_t i = 0; i < count; i++) dst[i] = (double)fkm_load_as_f32(src, (int)t, i);
@@ -67,36 +68,54 @@ fkm_status fkm_ref_update(const fkm_shape *s, const void *x, const int32_t *labe
     if (labels[i] < 0 || labels[i] >= K)
       return fkm_fail(FKM_ERR_INPUT, "label %d of point %lld (batch %lld) is outside [0, %lld)", labels[i],
                       (long long)(i % N), (long long)(i / N), (long long)K);
-  double *sq = calloc((size_t)(B * K), sizeof(double));
-  if (!sq) return fkm_fail(FKM_ERR_OOM, "reference update: cannot allocate %lld doubles", (long long)(B * K));
-  for (int64_t i = 0; i < B * K * D; i++) c_new[i] = 0.0;
-  for (int64_t i = 0; i < B * K; i++) counts[i] = 0;
-  for (int64_t b = 0; b < B; b++) {
-    for (int64_t n = 0; n < N; n++) {
-      int64_t k = labels[b * N + n];
-      double *acc = c_new + (b * K + k) * D;
-      const char *row = (const char *)x + (size_t)((b * N + n) * D) * es;
-      double norm2 = 0.0;
+  /* The points of each cluster in increasing index order (a stable counting
+   * sort), so clusters can be summed in parallel while every cluster's sum
+   * keeps the sequential order: the result does not depend on the threads. */
+  int64_t *start = calloc((size_t)(B * K + 1), sizeof(int64_t));
+  int64_t *order = malloc(sizeof(int64_t) * (size_t)(B * N));
+  if (!start || !order) {
+    free(start);
+    free(order);
+    return fkm_fail(FKM_ERR_OOM, "reference update: cannot allocate %lld indices", (long long)(B * N));
+  }
+  for (int64_t i = 0; i < B * N; i++) start[(i / N) * K + labels[i] + 1]++;
+  for (int64_t bk = 0; bk < B * K; bk++) start[bk + 1] += start[bk];
+  {
+    int64_t *cursor = malloc(sizeof(int64_t) * (size_t)(B * K));
+    if (!cursor) {
+      free(start);
+      free(order);
+      return fkm_fail(FKM_ERR_OOM, "reference update: out of host memory");
+    }
+    memcpy(cursor, start, sizeof(int64_t) * (size_t)(B * K));
+    for (int64_t i = 0; i < B * N; i++) order[cursor[(i / N) * K + labels[i]]++] = i;
+    free(cursor);
+  }
+#pragma omp parallel for schedule(dynamic, 64)
+  for (int64_t bk = 0; bk < B * K; bk++) {
+    double *acc = c_new + bk * D;
+    const int64_t n = start[bk + 1] - start[bk];
+    double norm2 = 0.0;
+    for (int64_t d = 0; d < D; d++) acc[d] = 0.0;
+    for (int64_t j = start[bk]; j < start[bk + 1]; j++) {
+      const char *row = (const char *)x + (size_t)(order[j] * D) * es;
       for (int64_t d = 0; d < D; d++) {
         double v = (double)fkm_load_as_f32(row, (int)s->dtype, d);
         acc[d] += v;
         norm2 += v * v;
       }
-      sq[b * K + k] += norm2;
-      counts[b * K + k]++;
     }
-  }
-  for (int64_t bk = 0; bk < B * K; bk++) {
-    double *cr = c_new + bk * D;
-    if (counts[bk] == 0) {
-      for (int64_t d = 0; d < D; d++) cr[d] = (double)c_old[bk * D + d];
+    counts[bk] = n;
+    if (n == 0) {
+      for (int64_t d = 0; d < D; d++) acc[d] = (double)c_old[bk * D + d];
       if (rms) rms[bk] = 0.0;
     } else {
-      for (int64_t d = 0; d < D; d++) cr[d] /= (double)counts[bk];
-      if (rms) rms[bk] = sqrt(sq[bk] / (double)counts[bk]);
+      for (int64_t d = 0; d < D; d++) acc[d] /= (double)n;
+      if (rms) rms[bk] = sqrt(norm2 / (double)n);
     }
   }
-  free(sq);
+  free(start);
+  free(order);
   return FKM_OK;
 }
 
