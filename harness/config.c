@@ -664,9 +664,55 @@ static fkm_status parse_variants(const parse_ctx *ctx, const cJSON *list, const 
   return FKM_OK;
 }
 
+/* The "fit" block of an op-fit experiment: what every fit of it runs. */
+static fkm_status parse_fit(const parse_ctx *ctx, const cJSON *obj, const char *path, fkm_experiment *e) {
+  static const char *const keys[] = {"init", "tol", "tol_mode", "max_iter", "inertia_rtol"};
+  fkm_fit_defaults(&e->fit);
+  e->fit_inertia_rtol = 1e-3;
+  if (!obj) return FKM_OK;
+  if (e->op != FKM_OP_FIT) return input_error(ctx, path, "a fit block belongs to op \"fit\" experiments only");
+  FKM_TRY(require_object(ctx, obj, path));
+  FKM_TRY(check_object_keys(ctx, obj, path, keys, (int)(sizeof keys / sizeof keys[0])));
+  const cJSON *item;
+  json_path p;
+  if ((item = cJSON_GetObjectItemCaseSensitive(obj, "init"))) {
+    p = path_key(path, "init");
+    if (!cJSON_IsString(item)) return type_error(ctx, p.s, "\"random\" or \"kmeans++\"", item);
+    if (strcmp(item->valuestring, "random") == 0) e->fit.init = FKM_INIT_RANDOM;
+    else if (strcmp(item->valuestring, "kmeans++") == 0) e->fit.init = FKM_INIT_KMEANSPP;
+    else return input_error(ctx, p.s, "unknown init \"%.60s\" (expected random or kmeans++)", item->valuestring);
+  }
+  if ((item = cJSON_GetObjectItemCaseSensitive(obj, "tol_mode"))) {
+    p = path_key(path, "tol_mode");
+    if (!cJSON_IsString(item)) return type_error(ctx, p.s, "\"shift\" or \"inertia\"", item);
+    if (strcmp(item->valuestring, "shift") == 0) e->fit.tol_mode = FKM_TOL_SHIFT;
+    else if (strcmp(item->valuestring, "inertia") == 0) e->fit.tol_mode = FKM_TOL_INERTIA;
+    else return input_error(ctx, p.s, "unknown tol_mode \"%.60s\" (expected shift or inertia)", item->valuestring);
+  }
+  if ((item = cJSON_GetObjectItemCaseSensitive(obj, "tol"))) {
+    p = path_key(path, "tol");
+    if (!cJSON_IsNumber(item) || !(item->valuedouble >= 0.0) || !isfinite(item->valuedouble))
+      return type_error(ctx, p.s, "a non-negative number", item);
+    e->fit.tol = item->valuedouble;
+  }
+  if ((item = cJSON_GetObjectItemCaseSensitive(obj, "max_iter"))) {
+    int64_t v;
+    p = path_key(path, "max_iter");
+    FKM_TRY(read_int(ctx, item, p.s, 1, 1000000, "an integer from 1 to 1000000", &v));
+    e->fit.max_iter = (int)v;
+  }
+  if ((item = cJSON_GetObjectItemCaseSensitive(obj, "inertia_rtol"))) {
+    p = path_key(path, "inertia_rtol");
+    if (!cJSON_IsNumber(item) || !(item->valuedouble > 0.0 && item->valuedouble < 1.0))
+      return type_error(ctx, p.s, "a number between 0 and 1 (exclusive)", item);
+    e->fit_inertia_rtol = item->valuedouble;
+  }
+  return FKM_OK;
+}
+
 static fkm_status parse_experiment(const parse_ctx *ctx, const cJSON *obj, int index, const fkm_measure_cfg *base,
                                    fkm_experiment *e) {
-  static const char *const keys[] = {"name", "op", "variants", "axes", "measure"};
+  static const char *const keys[] = {"name", "op", "variants", "axes", "measure", "fit"};
   json_path exp_path = path_index("experiments", index);
   FKM_TRY(require_object(ctx, obj, exp_path.s));
   FKM_TRY(check_object_keys(ctx, obj, exp_path.s, keys, (int)(sizeof keys / sizeof keys[0])));
@@ -691,6 +737,9 @@ static fkm_status parse_experiment(const parse_ctx *ctx, const cJSON *obj, int i
   const cJSON *axes = cJSON_GetObjectItemCaseSensitive(obj, "axes");
   if (!axes) return missing_key(ctx, exp_path.s, "axes");
   FKM_TRY(parse_axes(ctx, axes, exp_path.s, index, e));
+
+  p = path_key(exp_path.s, "fit");
+  FKM_TRY(parse_fit(ctx, cJSON_GetObjectItemCaseSensitive(obj, "fit"), p.s, e));
 
   p = path_key(exp_path.s, "measure");
   return parse_measure(ctx, cJSON_GetObjectItemCaseSensitive(obj, "measure"), p.s, base, &e->measure);

@@ -45,6 +45,11 @@ typedef struct {
   uint64_t *seeds;
   int n_seeds;
   fkm_measure_cfg measure; /* the config's measure block overridden by the experiment's */
+  /* op fit only ("fit" block): init, tol, tol_mode, max_iter of every fit
+   * (the shape fields are the case's), and how closely the final inertia of
+   * each variant must agree with the first variant's on the same data. */
+  fkm_fit_options fit;
+  double fit_inertia_rtol;
 } fkm_experiment;
 
 typedef struct {

@@ -1,21 +1,21 @@
 /* fit.c — fkm_fit: Lloyd's algorithm on the GPU from an initialisation to
  * convergence, built from the same variants the harness times.
  *
- * Per iteration: centroids (fp32) are rounded to the input dtype, FlashAssign
- * labels every point, the update computes new centroids, and one small
- * device-to-host copy brings back inertia and the largest centroid shift —
- * the iteration's only host round trip. After convergence a last assignment
- * makes labels and inertia consistent with the returned centroids.
+ * The in-memory path copies the points to the GPU and runs the loop of
+ * fit_device.h (also behind the harness's `fit/...` variants): per iteration
+ * one assignment, one update and one scalar copy to the host.
  *
  * Data that do not fit on the GPU (or any data, with chunk_points > 0) take
  * the streaming path of fit_stream.c instead; so does an automatic fit whose
  * in-memory attempt runs out of device memory before its first iteration. */
 #include "error.h"
+#include "fit_device.h"
 #include "fit_stream.h"
 #include "flashkm.h"
 #include "init.h"
 #include "lloyd.h"
 #include "nvtx.h"
+#include "phase.h"
 #include "variant.h"
 
 #include <cuda_runtime_api.h>
@@ -70,43 +70,27 @@ static fkm_status check_options(const fkm_fit_options *o) {
 }
 
 typedef struct {
-  void *x, *c;
+  void *x;
   int32_t *labels;
-  float *dist, *c_a, *c_b;
+  float *dist;
   int32_t *counts;
   cudaStream_t stream;
-  fkm_lloyd *lloyd;
+  fkm_fit_work work;
+  int have_work;
 } fit_buffers;
 
 static void fit_free(fit_buffers *f) {
-  if (f->lloyd) fkm_lloyd_destroy(f->lloyd);
+  if (f->have_work) fkm_fit_work_free(&f->work);
   cudaFree(f->x);
-  cudaFree(f->c);
   cudaFree(f->labels);
   cudaFree(f->dist);
-  cudaFree(f->c_a);
-  cudaFree(f->c_b);
   cudaFree(f->counts);
   if (f->stream) cudaStreamDestroy(f->stream);
   memset(f, 0, sizeof *f);
 }
 
-static fkm_status fit_alloc(const fkm_fit_options *o, const void *x_host, fit_buffers *f) {
-  const size_t es = fkm_dtype_size(o->dtype);
-  const size_t nx = (size_t)(o->B * o->N * o->D), nc = (size_t)(o->B * o->K * o->D), np = (size_t)(o->B * o->N);
-  FKM_CUDA(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
-  FKM_CUDA(cudaMalloc(&f->x, nx * es));
-  FKM_CUDA(cudaMalloc(&f->c, nc * es));
-  FKM_CUDA(cudaMalloc((void **)&f->labels, np * 4));
-  FKM_CUDA(cudaMalloc((void **)&f->dist, np * 4));
-  FKM_CUDA(cudaMalloc((void **)&f->c_a, nc * 4));
-  FKM_CUDA(cudaMalloc((void **)&f->c_b, nc * 4));
-  FKM_CUDA(cudaMalloc((void **)&f->counts, (size_t)(o->B * o->K) * 4));
-  FKM_CUDA(cudaMemcpy(f->x, x_host, nx * es, cudaMemcpyHostToDevice));
-  return FKM_OK;
-}
-
-static fkm_problem problem_of(const fkm_fit_options *o, const fit_buffers *f, const float *c_old, float *c_new) {
+static fkm_problem problem_of(const fkm_fit_options *o, void *x, const void *c, int32_t *labels, float *dist,
+                              const float *c_old, float *c_new, int32_t *counts) {
   fkm_problem p;
   memset(&p, 0, sizeof p);
   p.s.B = o->B;
@@ -114,60 +98,106 @@ static fkm_problem problem_of(const fkm_fit_options *o, const fit_buffers *f, co
   p.s.K = o->K;
   p.s.D = o->D;
   p.s.dtype = o->dtype;
-  p.x = f->x;
-  p.c = f->c;
-  p.labels = f->labels;
-  p.dist = f->dist;
+  p.x = x;
+  p.c = c;
+  p.labels = labels;
+  p.dist = dist;
   p.c_old = c_old;
   p.c_new = c_new;
-  p.counts = f->counts;
+  p.counts = counts;
   p.scratch_budget = (size_t)1 << 30;
   return p;
 }
 
-static fkm_status fit_run(const fkm_fit_options *o, fit_buffers *f, int32_t *labels, float *centroids,
-                          fkm_fit_result *r) {
-  const double t0 = now_s();
-  const int64_t nc = o->B * o->K * o->D;
-  fkm_nvtx_push("init");
-  fkm_shape s = {o->B, o->N, o->K, o->D, o->dtype};
-  fkm_status st = fkm_init_centroids(&s, o->init, o->seed, f->x, f->c_a, f->stream);
-  fkm_nvtx_pop();
-  FKM_TRY(st);
-  r->init_seconds = now_s() - t0;
+static fkm_status fit_alloc(const fkm_fit_options *o, const void *x_host, fit_buffers *f) {
+  const size_t es = fkm_dtype_size(o->dtype);
+  const size_t nx = (size_t)(o->B * o->N * o->D), np = (size_t)(o->B * o->N);
+  FKM_CUDA(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
+  FKM_CUDA(cudaMalloc(&f->x, nx * es));
+  FKM_CUDA(cudaMalloc((void **)&f->labels, np * 4));
+  FKM_CUDA(cudaMalloc((void **)&f->dist, np * 4));
+  FKM_CUDA(cudaMalloc((void **)&f->counts, (size_t)(o->B * o->K) * 4));
+  FKM_CUDA(cudaMemcpy(f->x, x_host, nx * es, cudaMemcpyHostToDevice));
+  fkm_problem base = problem_of(o, f->x, NULL, f->labels, f->dist, NULL, NULL, f->counts);
+  f->have_work = 1; /* fit_free releases whatever part of the work was created */
+  return fkm_fit_work_create(o, &base, &f->work);
+}
 
+fkm_status fkm_fit_work_create(const fkm_fit_options *o, const fkm_problem *base, fkm_fit_work *w) {
+  memset(w, 0, sizeof *w);
+  const size_t nc = (size_t)(o->B * o->K * o->D);
+  FKM_CUDA(cudaMalloc(&w->c, nc * fkm_dtype_size(o->dtype)));
+  FKM_CUDA(cudaMalloc((void **)&w->c_a, nc * 4));
+  FKM_CUDA(cudaMalloc((void **)&w->c_b, nc * 4));
   const char *an = o->assign_variant ? o->assign_variant : "assign/flash";
   const char *un = o->update_variant ? o->update_variant : "update/sort_inverse_det";
-  fkm_problem p = problem_of(o, f, f->c_a, f->c_b);
-  FKM_TRY(fkm_lloyd_create(&p, an, un, &f->lloyd));
+  fkm_problem p = *base;
+  p.c = w->c;
+  p.c_old = w->c_a;
+  p.c_new = w->c_b;
+  p.phase_marks = NULL;
+  return fkm_lloyd_create(&p, an, un, &w->lloyd);
+}
+
+void fkm_fit_work_free(fkm_fit_work *w) {
+  if (w->lloyd) fkm_lloyd_destroy(w->lloyd);
+  cudaFree(w->c);
+  cudaFree(w->c_a);
+  cudaFree(w->c_b);
+  memset(w, 0, sizeof *w);
+}
+
+static fkm_status fit_iterate(const fkm_fit_options *o, const fkm_problem *base, fkm_fit_work *w, const float *c_cur,
+                              float *c_next, cudaStream_t stream) {
+  fkm_problem p = *base;
+  p.c = w->c;
+  p.c_old = c_cur;
+  p.c_new = c_next;
+  p.phase_marks = NULL;
+  FKM_TRY(fkm_cast_centroids(c_cur, w->c, o->B * o->K * o->D, o->dtype, stream));
+  return fkm_lloyd_iterate(w->lloyd, &p, stream);
+}
+
+static fkm_status fit_loop(const fkm_fit_options *o, const fkm_problem *base, fkm_fit_work *w, cudaStream_t stream,
+                           fkm_fit_result *r, const float **c_final) {
+  const double t0 = now_s();
+  fkm_phase_begin("init");
+  fkm_status st = fkm_init_centroids(&base->s, o->init, o->seed, base->x, w->c_a, stream);
+  fkm_phase_end(base, 0, stream);
+  FKM_TRY(st);
+  r->init_seconds = now_s() - t0; /* host time to enqueue; the first iteration's sync waits for the rest */
+
   r->inertia_history = malloc(sizeof(double) * (size_t)o->max_iter);
   r->shift_history = malloc(sizeof(double) * (size_t)o->max_iter);
   if (!r->inertia_history || !r->shift_history) return fkm_fail(FKM_ERR_OOM, "out of host memory");
 
-  float *c_cur = f->c_a, *c_next = f->c_b;
+  fkm_phase_begin("iterations");
+  float *c_cur = w->c_a, *c_next = w->c_b;
   double prev_inertia = INFINITY;
   for (int it = 0; it < o->max_iter; it++) {
     fkm_nvtx_push("iteration");
-    p = problem_of(o, f, c_cur, c_next);
-    st = fkm_cast_centroids(c_cur, f->c, nc, o->dtype, f->stream);
-    if (st == FKM_OK) st = fkm_lloyd_iterate(f->lloyd, &p, f->stream);
+    st = fit_iterate(o, base, w, c_cur, c_next, stream);
     if (st == FKM_OK) {
-      cudaError_t e = cudaStreamSynchronize(f->stream);
+      cudaError_t e = cudaStreamSynchronize(stream);
       if (e != cudaSuccess) st = fkm_cuda_fail_at(e, "Lloyd iteration", __FILE__, __LINE__);
     }
     fkm_nvtx_pop();
-    FKM_TRY(st);
+    if (st != FKM_OK) break;
     double inertia, shift;
-    fkm_lloyd_scalars(f->lloyd, &inertia, &shift);
+    fkm_lloyd_scalars(w->lloyd, &inertia, &shift);
     r->inertia_history[it] = inertia;
     r->shift_history[it] = shift;
     r->iterations = it + 1;
+    r->history_len = r->iterations;
     float *t = c_cur;
     c_cur = c_next;
     c_next = t;
     if (o->progress)
       fprintf(stderr, "fit: iteration %4d  inertia %.9g  shift %.3g  %.3f s\n", it + 1, inertia, shift, now_s() - t0);
-    if (!(inertia == inertia)) return fkm_fail(FKM_ERR_INPUT, "inertia became NaN at iteration %d: the data hold NaN or Inf", it + 1);
+    if (!(inertia == inertia)) {
+      st = fkm_fail(FKM_ERR_INPUT, "inertia became NaN at iteration %d: the data hold NaN or Inf", it + 1);
+      break;
+    }
     const double rel = fabs(prev_inertia - inertia) / (inertia > 0 ? inertia : 1.0);
     if ((o->tol_mode == FKM_TOL_SHIFT && shift <= o->tol) || (o->tol_mode == FKM_TOL_INERTIA && rel <= o->tol)) {
       r->converged = 1;
@@ -175,18 +205,35 @@ static fkm_status fit_run(const fkm_fit_options *o, fit_buffers *f, int32_t *lab
     }
     prev_inertia = inertia;
   }
-  r->history_len = r->iterations;
-
-  /* Final assignment: labels and inertia of the centroids we return. */
-  p = problem_of(o, f, c_cur, c_next);
-  FKM_TRY(fkm_cast_centroids(c_cur, f->c, nc, o->dtype, f->stream));
-  FKM_TRY(fkm_lloyd_iterate(f->lloyd, &p, f->stream));
-  FKM_CUDA(cudaStreamSynchronize(f->stream));
+  /* Final assignment: labels, distances, counts and inertia of the centroids we return. */
+  if (st == FKM_OK) st = fit_iterate(o, base, w, c_cur, c_next, stream);
+  fkm_phase_end(base, 1, stream);
+  FKM_TRY(st);
+  FKM_CUDA(cudaStreamSynchronize(stream));
   double shift_unused;
-  fkm_lloyd_scalars(f->lloyd, &r->inertia, &shift_unused);
+  fkm_lloyd_scalars(w->lloyd, &r->inertia, &shift_unused);
   r->seconds = now_s() - t0;
+  *c_final = c_cur;
+  return FKM_OK;
+}
+
+fkm_status fkm_fit_device(const fkm_fit_options *o, const fkm_problem *base, fkm_fit_work *w, cudaStream_t stream,
+                          fkm_fit_result *r, const float **c_final) {
+  free(r->inertia_history);
+  free(r->shift_history);
+  r->inertia_history = r->shift_history = NULL;
+  r->iterations = r->converged = r->history_len = 0;
+  r->inertia = r->seconds = r->init_seconds = 0;
+  return fit_loop(o, base, w, stream, r, c_final);
+}
+
+static fkm_status fit_run(const fkm_fit_options *o, fit_buffers *f, int32_t *labels, float *centroids,
+                          fkm_fit_result *r) {
+  fkm_problem base = problem_of(o, f->x, NULL, f->labels, f->dist, NULL, NULL, f->counts);
+  const float *c_final = NULL;
+  FKM_TRY(fkm_fit_device(o, &base, &f->work, f->stream, r, &c_final));
   FKM_CUDA(cudaMemcpy(labels, f->labels, (size_t)(o->B * o->N) * 4, cudaMemcpyDeviceToHost));
-  FKM_CUDA(cudaMemcpy(centroids, c_cur, (size_t)nc * 4, cudaMemcpyDeviceToHost));
+  FKM_CUDA(cudaMemcpy(centroids, c_final, (size_t)(o->B * o->K * o->D) * 4, cudaMemcpyDeviceToHost));
   return FKM_OK;
 }
 

@@ -19,6 +19,9 @@ extern const fkm_variant fkm_update_sort_inverse_det;
 extern const fkm_variant fkm_lloyd_naive_atomic;
 extern const fkm_variant fkm_lloyd_cublas_atomic;
 extern const fkm_variant fkm_lloyd_flash;
+extern const fkm_variant fkm_fit_naive_atomic;
+extern const fkm_variant fkm_fit_cublas_atomic;
+extern const fkm_variant fkm_fit_flash;
 
 /* CPU reference, baselines, the paper's kernels, compositions. */
 static const fkm_variant *const registry[] = {
@@ -38,6 +41,9 @@ static const fkm_variant *const registry[] = {
     &fkm_lloyd_naive_atomic,
     &fkm_lloyd_cublas_atomic,
     &fkm_lloyd_flash,
+    &fkm_fit_naive_atomic,
+    &fkm_fit_cublas_atomic,
+    &fkm_fit_flash,
 };
 
 int fkm_variant_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

@@ -10,9 +10,11 @@
 #include "config.h"
 #include "data.h"
 #include "device.h"
+#include "dtype.h"
 #include "error.h"
 #include "info.h"
 #include "nvtx.h"
+#include "phase.h"
 #include "results.h"
 #include "stats.h"
 #include "validate.h"
@@ -42,6 +44,10 @@ typedef struct {
   fkm_assign_ref aref;
   fkm_update_ref uref;
   int have_aref, have_uref;
+  /* op fit: the first validated variant's final inertia, which the others must match */
+  int have_fit_inertia;
+  double fit_inertia;
+  char fit_inertia_variant[64];
 } group_data;
 
 typedef struct {
@@ -185,7 +191,7 @@ static void work_of(const fkm_shape *s, fkm_op op, double *flops, double *bytes)
   if (op == FKM_OP_ASSIGN) {
     *flops = 2.0 * B * N * K * D;
     *bytes = B * N * D * es + B * K * D * es + B * N * 8.0;
-  } else if (op == FKM_OP_LLOYD) { /* assign, then update reading X again */
+  } else if (op == FKM_OP_LLOYD || op == FKM_OP_FIT) { /* assign, then update reading X again (fit: per pass) */
     *flops = 2.0 * B * N * K * D + B * N * D;
     *bytes = 2.0 * B * N * D * es + B * K * D * es + B * N * 12.0 + B * K * D * 8.0 + B * K * 4.0;
   } else {
@@ -212,6 +218,12 @@ typedef struct {
   int64_t device_bytes;
   double median_ms;
   char impl[128]; /* what a delegating variant ran */
+  cJSON *phases;  /* per-phase medians, for variants with phases */
+  int samples;    /* timed samples taken */
+  fkm_fit_result fit;      /* op fit: filled by every run; the validated run's copy below */
+  fkm_fit_result fit_seen; /* op fit: the validation run's result (histories owned) */
+  int have_fit;
+  int fit_iter_min, fit_iter_max; /* op fit: iteration counts over the timed samples */
 } case_result;
 
 static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res) {
@@ -251,6 +263,11 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
     }
     fkm_nvtx_pop();
     if (err != FKM_OK) break;
+    if (c->v->op == FKM_OP_FIT) {
+      const int it = p->fit_result ? p->fit_result->iterations : 0;
+      if (n == 0 || it < res->fit_iter_min) res->fit_iter_min = it;
+      if (n == 0 || it > res->fit_iter_max) res->fit_iter_max = it;
+    }
     samples[n++] = ms;
     if (n >= m->min_samples) {
       fkm_stats_compute(samples, n, &st);
@@ -275,9 +292,70 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
     cJSON_AddBoolToObject(t, "converged", st.rel_stdev <= m->noise_target);
     res->timing = t;
     res->median_ms = st.median;
+    res->samples = n;
   }
   free(samples);
   return err;
+}
+
+/* For variants with phases: a few more runs, each with an event at the end of
+ * every phase, after the timed samples (the events stay out of those). Each
+ * phase's time is the median over the runs of the gap from the previous
+ * phase's end (the first phase's: from the run's start). */
+#define FKM_PHASE_RUNS 9 /* at most; never more than the timed samples (a fit can take seconds), at least 3 */
+static fkm_status time_phases(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res) {
+  const fkm_measure_cfg *m = &ctx->cfg->exps[c->exp_index].measure;
+  const int n = fkm_phase_count(c->v);
+  if (n == 0 || fkm_variant_is_cpu(c->v)) return FKM_OK;
+  if (n > 8) return fkm_fail(FKM_ERR_INTERNAL, "%s declares %d phases; at most 8", c->v->name, n);
+  cudaEvent_t marks[8];
+  int made = 0;
+  fkm_status err = FKM_OK;
+  double ms[8][FKM_PHASE_RUNS];
+  for (; made < n; made++) {
+    cudaError_t e = cudaEventCreate(&marks[made]);
+    if (e != cudaSuccess) { err = fkm_cuda_fail_at(e, "cudaEventCreate(phase)", __FILE__, __LINE__); break; }
+  }
+  fkm_problem q = *p;
+  q.phase_marks = marks;
+  const int runs = res->samples < 3 ? 3 : res->samples > FKM_PHASE_RUNS ? FKM_PHASE_RUNS : res->samples;
+  fkm_nvtx_push("phases");
+  for (int r = 0; r < runs && err == FKM_OK; r++) {
+    if (m->flush_l2 && ctx->flush_buf) {
+      cudaError_t e = cudaMemsetAsync(ctx->flush_buf, r & 0xff, ctx->flush_bytes, ctx->stream);
+      if (e != cudaSuccess) { err = fkm_cuda_fail_at(e, "cudaMemsetAsync(L2 flush)", __FILE__, __LINE__); break; }
+    }
+    cudaEventRecord(ctx->e0, ctx->stream);
+    err = c->v->run(&q, state, ctx->stream);
+    if (err != FKM_OK) break;
+    cudaError_t e = cudaEventSynchronize(marks[n - 1]);
+    for (int i = 0; i < n && e == cudaSuccess; i++) {
+      float f = 0;
+      e = cudaEventElapsedTime(&f, i == 0 ? ctx->e0 : marks[i - 1], marks[i]);
+      ms[i][r] = f;
+    }
+    if (e != cudaSuccess) err = fkm_cuda_fail_at(e, "phase events", __FILE__, __LINE__);
+  }
+  fkm_nvtx_pop();
+  for (int i = 0; i < made; i++) cudaEventDestroy(marks[i]);
+  if (err != FKM_OK) return err;
+  double total = 0, med[8];
+  for (int i = 0; i < n; i++) {
+    fkm_stats st;
+    fkm_stats_compute(ms[i], runs, &st);
+    med[i] = st.median;
+    total += st.median;
+  }
+  cJSON *arr = cJSON_CreateArray();
+  for (int i = 0; i < n; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", c->v->phases[i]);
+    cJSON_AddNumberToObject(o, "median_ms", med[i]);
+    cJSON_AddNumberToObject(o, "share", total > 0 ? med[i] / total : 0);
+    cJSON_AddItemToArray(arr, o);
+  }
+  res->phases = arr;
+  return FKM_OK;
 }
 
 static cJSON *assign_check_json(const fkm_assign_check *a) {
@@ -305,6 +383,119 @@ static cJSON *update_check_json(const fkm_update_check *u) {
   return v;
 }
 
+static void fit_result_copy(const fkm_fit_result *src, fkm_fit_result *dst) {
+  memset(dst, 0, sizeof *dst);
+  dst->iterations = src->iterations;
+  dst->converged = src->converged;
+  dst->inertia = src->inertia;
+  dst->seconds = src->seconds;
+  dst->init_seconds = src->init_seconds;
+  const int n = src->history_len;
+  if (n > 0 && src->inertia_history && src->shift_history) {
+    dst->inertia_history = malloc(sizeof(double) * (size_t)n);
+    dst->shift_history = malloc(sizeof(double) * (size_t)n);
+    if (dst->inertia_history && dst->shift_history) {
+      memcpy(dst->inertia_history, src->inertia_history, sizeof(double) * (size_t)n);
+      memcpy(dst->shift_history, src->shift_history, sizeof(double) * (size_t)n);
+      dst->history_len = n;
+    }
+  }
+}
+
+/* op fit: a fit has no single reference result (Lloyd from the same init can
+ * end in different local minima after a near-tie flips), so it is checked for
+ * what must hold whatever the path: the labels are the nearest centroids of
+ * the returned centroids as the kernels saw them (rounded to the dtype; fp64
+ * reference on sampled rows, near-tie aware), the counts are the labels'
+ * histogram, the reported inertia is the sum of the returned distances, and
+ * the final inertia agrees with the first variant's on the same data within
+ * the experiment's fit.inertia_rtol. */
+static fkm_status validate_fit(run_ctx *ctx, const fkm_case *c, const outputs *h, case_result *res) {
+  const fkm_shape *s = &c->s;
+  const fkm_experiment *e = &ctx->cfg->exps[c->exp_index];
+  const fkm_fit_result *fr = &res->fit;
+  const int64_t nc = s->B * s->K * s->D, np = s->B * s->N, nk = s->B * s->K;
+  void *cd = malloc((size_t)nc * fkm_dtype_size(s->dtype));
+  int32_t *hist = calloc((size_t)nk, sizeof(int32_t));
+  if (!cd || !hist) {
+    free(cd);
+    free(hist);
+    return fkm_fail(FKM_ERR_OOM, "out of host memory validating a fit");
+  }
+  for (int64_t i = 0; i < nc; i++) fkm_store_from_f32(cd, (int)s->dtype, i, h->c_new[i]);
+  fkm_assign_ref ref;
+  fkm_status st = fkm_assign_ref_build(s, ctx->g.host.x, cd, ctx->cfg->validate_max_rows, &ref);
+  free(cd);
+  if (st != FKM_OK) {
+    free(hist);
+    return st;
+  }
+  fkm_assign_check a;
+  fkm_validate_assign(&ref, ctx->g.host.x, h->labels, h->dist, &a);
+  fkm_assign_ref_free(&ref);
+
+  int64_t bad_labels = 0, count_mismatches = 0;
+  double dist_sum = 0;
+  for (int64_t i = 0; i < np; i++) {
+    const int32_t l = h->labels[i];
+    dist_sum += (double)h->dist[i];
+    if (l < 0 || l >= s->K) bad_labels++;
+    else hist[(i / s->N) * s->K + l]++;
+  }
+  for (int64_t k = 0; k < nk; k++) count_mismatches += hist[k] != h->counts[k];
+  free(hist);
+  const double sum_diff = fabs(dist_sum - fr->inertia) / (fabs(dist_sum) > 0 ? fabs(dist_sum) : 1.0);
+  double ref_diff = 0;
+  const group_data *g = &ctx->g;
+  if (g->have_fit_inertia)
+    ref_diff = fabs(fr->inertia - g->fit_inertia) / (fabs(g->fit_inertia) > 0 ? fabs(g->fit_inertia) : 1.0);
+
+  cJSON *v = cJSON_CreateObject();
+  const int ok = a.ok && bad_labels == 0 && count_mismatches == 0 && sum_diff <= 1e-6 &&
+                 (!g->have_fit_inertia || ref_diff <= e->fit_inertia_rtol);
+  cJSON_AddBoolToObject(v, "ok", ok);
+  cJSON_AddItemToObject(v, "assign", assign_check_json(&a));
+  cJSON_AddNumberToObject(v, "count_mismatches", (double)count_mismatches);
+  cJSON_AddNumberToObject(v, "inertia", fr->inertia);
+  cJSON_AddNumberToObject(v, "sum_of_distances", dist_sum);
+  if (g->have_fit_inertia) {
+    cJSON_AddStringToObject(v, "inertia_reference", g->fit_inertia_variant);
+    cJSON_AddNumberToObject(v, "inertia_relative_difference", ref_diff);
+  } else {
+    cJSON_AddNullToObject(v, "inertia_reference");
+  }
+  cJSON_AddNumberToObject(v, "inertia_rtol", e->fit_inertia_rtol);
+  res->validation = v;
+  if (!a.ok) {
+    res->incorrect = 1;
+    snprintf(res->reason, sizeof res->reason, "final labels: %lld mismatches, %lld bad distances in %lld rows; first: %s",
+             (long long)a.mismatches, (long long)a.bad_dist, (long long)a.rows_checked, a.detail);
+  } else if (bad_labels || count_mismatches) {
+    res->incorrect = 1;
+    snprintf(res->reason, sizeof res->reason, "%lld labels outside [0, K), %lld counts differ from the labels' histogram",
+             (long long)bad_labels, (long long)count_mismatches);
+  } else if (sum_diff > 1e-6) {
+    res->incorrect = 1;
+    snprintf(res->reason, sizeof res->reason, "reported inertia %.9g is not the sum of the returned distances %.9g",
+             fr->inertia, dist_sum);
+  } else if (g->have_fit_inertia && ref_diff > e->fit_inertia_rtol) {
+    res->incorrect = 1;
+    snprintf(res->reason, sizeof res->reason,
+             "final inertia %.9g differs from %s's %.9g by %.3g (relative), more than fit.inertia_rtol %.3g",
+             fr->inertia, g->fit_inertia_variant, g->fit_inertia, ref_diff, e->fit_inertia_rtol);
+  }
+  if (!res->incorrect && !ctx->g.have_fit_inertia) {
+    ctx->g.have_fit_inertia = 1;
+    ctx->g.fit_inertia = fr->inertia;
+    snprintf(ctx->g.fit_inertia_variant, sizeof ctx->g.fit_inertia_variant, "%s", c->v->name);
+  }
+  fit_result_copy(fr, &res->fit_seen);
+  res->have_fit = 1;
+  return FKM_OK;
+}
+
+static fkm_status run_timed(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res);
+
 /* Validation run then timing, with the variant's state alive. */
 static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, outputs *out,
                                  case_result *res) {
@@ -324,6 +515,13 @@ static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_prob
   if (st != FKM_OK) {
     outputs_free(&h);
     return st;
+  }
+  if (c->v->op == FKM_OP_FIT) {
+    st = validate_fit(ctx, c, &h, res);
+    outputs_free(&h);
+    FKM_TRY(st);
+    if (res->incorrect) return FKM_OK;
+    return run_timed(ctx, c, p, state, res);
   }
   cJSON *assign_json = NULL, *update_json = NULL;
   if (c->v->op != FKM_OP_UPDATE) {
@@ -370,6 +568,14 @@ static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_prob
   }
   outputs_free(&h);
   if (res->incorrect) return FKM_OK;
+  return run_timed(ctx, c, p, state, res);
+}
+
+/* After a passing validation: one profiled run (--profile), or the timed
+ * samples and, for variants with phases, the phase split. */
+static fkm_status run_timed(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res) {
+  const int gpu = !fkm_variant_is_cpu(c->v);
+  fkm_status st;
   if (ctx->profile) {
     if (gpu) cudaProfilerStart();
     fkm_nvtx_push("profile");
@@ -382,7 +588,8 @@ static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_prob
     if (gpu) cudaProfilerStop();
     return st;
   }
-  return time_samples(ctx, c, p, state, res);
+  FKM_TRY(time_samples(ctx, c, p, state, res));
+  return time_phases(ctx, c, p, state, res);
 }
 
 static void run_case(run_ctx *ctx, const fkm_case *c, case_result *res) {
@@ -419,6 +626,12 @@ static void run_case(run_ctx *ctx, const fkm_case *c, case_result *res) {
     fkm_problem p = {.s = c->s, .x = d->x, .c = d->c, .labels = out.labels, .dist = out.dist,
                      .labels_in = d->labels, .c_old = d->c_old, .c_new = out.c_new, .counts = out.counts,
                      .scratch_budget = FKM_SCRATCH_BUDGET};
+    fkm_fit_options fit_opts = ctx->cfg->exps[c->exp_index].fit;
+    fit_opts.seed = c->seed; /* the init's seed: the data's, so every variant of the group starts alike */
+    if (v->op == FKM_OP_FIT) {
+      p.fit_opts = &fit_opts;
+      p.fit_result = &res->fit;
+    }
     if (gpu) {
       size_t free_b = 0, total_b = 0;
       if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < p.scratch_budget) p.scratch_budget = free_b / 4;
@@ -480,12 +693,20 @@ static cJSON *make_row(const run_ctx *ctx, const fkm_case *c, case_result *r, do
     cJSON_AddItemToObject(row, "timing", r->timing);
     double flops, bytes;
     work_of(&c->s, c->v->op, &flops, &bytes);
+    if (c->v->op == FKM_OP_FIT && r->have_fit) { /* every iteration and the final assignment: passes of one iteration's work */
+      flops *= r->fit_seen.iterations + 1;
+      bytes *= r->fit_seen.iterations + 1;
+    }
     double sec = r->median_ms * 1e-3;
     cJSON *d = cJSON_AddObjectToObject(row, "derived");
     cJSON_AddNumberToObject(d, "flops", flops);
     cJSON_AddNumberToObject(d, "bytes", bytes);
     cJSON_AddNumberToObject(d, "tflops", flops / sec / 1e12);
     cJSON_AddNumberToObject(d, "gbps", bytes / sec / 1e9);
+    if (r->phases) {
+      cJSON_AddItemToObject(row, "phases", r->phases);
+      r->phases = NULL;
+    }
     if (ctx->ceil.measured && !fkm_variant_is_cpu(c->v)) {
       cJSON_AddNumberToObject(d, "share_of_gemm", flops / sec / 1e12 / ctx->ceil.gemm_tflops);
       cJSON_AddNumberToObject(d, "share_of_copy", bytes / sec / 1e9 / ctx->ceil.copy_gbps);
@@ -494,7 +715,35 @@ static cJSON *make_row(const run_ctx *ctx, const fkm_case *c, case_result *r, do
     cJSON_Delete(r->timing);
     cJSON_AddNullToObject(row, "timing");
   }
+  cJSON_Delete(r->phases);
+  r->phases = NULL;
   r->timing = NULL;
+  if (r->have_fit) {
+    const fkm_experiment *e = &ctx->cfg->exps[c->exp_index];
+    const fkm_fit_result *f = &r->fit_seen;
+    cJSON *o = cJSON_AddObjectToObject(row, "fit");
+    cJSON_AddStringToObject(o, "init", fkm_init_name(e->fit.init));
+    cJSON_AddStringToObject(o, "tol_mode", e->fit.tol_mode == FKM_TOL_SHIFT ? "shift" : "inertia");
+    cJSON_AddNumberToObject(o, "tol", e->fit.tol);
+    cJSON_AddNumberToObject(o, "max_iter", e->fit.max_iter);
+    cJSON_AddNumberToObject(o, "iterations", f->iterations);
+    cJSON_AddBoolToObject(o, "converged", f->converged);
+    cJSON_AddNumberToObject(o, "inertia", f->inertia);
+    if (r->samples > 0) {
+      cJSON_AddNumberToObject(o, "iterations_min", r->fit_iter_min);
+      cJSON_AddNumberToObject(o, "iterations_max", r->fit_iter_max);
+      if (r->median_ms > 0) cJSON_AddNumberToObject(o, "ms_per_pass", r->median_ms / (f->iterations + 1));
+    }
+    cJSON *ih = cJSON_AddArrayToObject(o, "inertia_history");
+    cJSON *sh = cJSON_AddArrayToObject(o, "shift_history");
+    for (int i = 0; i < f->history_len; i++) {
+      cJSON_AddItemToArray(ih, cJSON_CreateNumber(f->inertia_history[i]));
+      cJSON_AddItemToArray(sh, cJSON_CreateNumber(f->shift_history[i]));
+    }
+  }
+  fkm_fit_result_free(&r->fit);
+  fkm_fit_result_free(&r->fit_seen);
+  r->have_fit = 0;
   if (!fkm_variant_is_cpu(c->v) && r->device_bytes > 0) cJSON_AddNumberToObject(row, "device_bytes", (double)r->device_bytes);
   else cJSON_AddNullToObject(row, "device_bytes");
   cJSON_AddNumberToObject(row, "wall_s", wall);

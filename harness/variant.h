@@ -25,7 +25,11 @@ extern "C" {
  *               dist [B][N] fp32 (squared Euclidean distance to it)
  *   update: in  x, labels (each in [0, K)), c_old [B][K][D] fp32
  *           out c_new [B][K][D] fp32 (mean of the cluster's points; an empty
- *               cluster keeps c_old), counts [B][K] int32 */
+ *               cluster keeps c_old), counts [B][K] int32
+ *   lloyd:  one iteration: assign with c, update from c_old; all outputs
+ *   fit:    in  x; out labels, dist, counts of the final assignment and the
+ *               final centroids in c_new; fit_result. A fit synchronises the
+ *               host once per iteration (its convergence test). */
 typedef struct {
   fkm_shape s;
   const void *x;
@@ -37,6 +41,14 @@ typedef struct {
   float *c_new;
   int32_t *counts;
   size_t scratch_budget; /* bytes of device scratch a variant may allocate in setup */
+  /* Variants with phases (fkm_variant.phases): when not NULL, run() records
+   * phase_marks[i] on the stream as phase i ends (fkm_phase_end), so the
+   * runner can time each phase. NULL in timed samples. */
+  cudaEvent_t *phase_marks;
+  /* op fit only: the fit's settings (tol, max_iter, init, seed; the shape is
+   * s) and where run() leaves iterations, inertia and histories (host). */
+  const fkm_fit_options *fit_opts;
+  fkm_fit_result *fit_result;
 } fkm_problem;
 
 typedef struct fkm_variant {
@@ -61,6 +73,11 @@ typedef struct fkm_variant {
    * without stopping (labels outside [0, K)) as FKM_ERR_INPUT naming the first
    * offending point. Synchronises the stream. May be NULL. */
   fkm_status (*check_input)(const fkm_problem *p, void *state, cudaStream_t stream);
+  /* Optional: the phases run() goes through, in order, NULL-terminated (e.g.
+   * {"sort", "reduce", NULL}). run() wraps each in fkm_phase_begin/end (an
+   * NVTX range of that name; an event when p->phase_marks is set) and the
+   * results row gets each phase's median time. May be NULL. */
+  const char *const *phases;
 } fkm_variant;
 
 int fkm_variant_count(void);

@@ -7,6 +7,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "lloyd.h"
+#include "phase.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ extern "C" fkm_status fkm_cast_centroids(const float *c32, void *c, int64_t coun
 
 static fkm_problem assign_part(const fkm_problem *p) {
   fkm_problem a = *p;
+  a.phase_marks = NULL; /* the iteration's phases are timed, not the parts' own */
   a.labels_in = NULL;
   a.c_old = NULL;
   a.c_new = NULL;
@@ -73,6 +75,7 @@ static fkm_problem assign_part(const fkm_problem *p) {
 
 static fkm_problem update_part(const fkm_problem *p) {
   fkm_problem u = *p;
+  u.phase_marks = NULL;
   u.c = NULL;
   u.labels_in = p->labels;
   u.labels = NULL;
@@ -121,12 +124,22 @@ extern "C" fkm_status fkm_lloyd_iterate(fkm_lloyd *l, const fkm_problem *p, cuda
   const fkm_shape *s = &p->s;
   fkm_problem a = assign_part(p), u = update_part(p);
   FKM_CUDA(cudaMemsetAsync(l->d_scalars, 0, sizeof(lloyd_scalars), stream));
-  FKM_TRY(l->assign->run(&a, l->assign_state, stream));
-  FKM_TRY(l->update->run(&u, l->update_state, stream));
+  fkm_phase_begin("assign");
+  fkm_status st = l->assign->run(&a, l->assign_state, stream);
+  fkm_phase_end(p, 0, stream);
+  FKM_TRY(st);
+  fkm_phase_begin("update");
+  st = l->update->run(&u, l->update_state, stream);
+  fkm_phase_end(p, 1, stream);
+  FKM_TRY(st);
+  fkm_phase_begin("converge");
   lloyd_scalars_kernel<<<264, 256, 0, stream>>>(p->dist, s->B * s->N, p->c_old, p->c_new, s->B * s->K, s->D,
                                                 l->d_scalars);
-  FKM_CUDA_LAUNCH();
-  FKM_CUDA(cudaMemcpyAsync(l->h_scalars, l->d_scalars, sizeof(lloyd_scalars), cudaMemcpyDeviceToHost, stream));
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync(l->h_scalars, l->d_scalars, sizeof(lloyd_scalars), cudaMemcpyDeviceToHost, stream);
+  fkm_phase_end(p, 2, stream);
+  if (e != cudaSuccess) return fkm_cuda_fail_at(e, "convergence scalars", __FILE__, __LINE__);
   return FKM_OK;
 }
 
@@ -141,8 +154,8 @@ extern "C" const char *fkm_lloyd_describe(const fkm_lloyd *l) { return l->descri
 
 /* ---- the lloyd/ variants ---- */
 
-static fkm_status lloyd_supports_pair(const char *an, const char *un, const fkm_shape *s, const fkm_device *dev,
-                                      char *why, size_t n) {
+extern "C" fkm_status fkm_lloyd_supports(const char *an, const char *un, const fkm_shape *s, const fkm_device *dev,
+                                         char *why, size_t n) {
   const char *names[2] = {an, un};
   for (int i = 0; i < 2; i++) {
     const fkm_variant *v = fkm_variant_find(names[i]);
@@ -169,17 +182,19 @@ static fkm_status lloyd_run(const fkm_problem *p, void *state, cudaStream_t stre
   return fkm_lloyd_iterate((fkm_lloyd *)state, p, stream);
 }
 static void lloyd_teardown(void *state) { fkm_lloyd_destroy((fkm_lloyd *)state); }
+static const char *const lloyd_phases[] = {"assign", "update", "converge", NULL};
 static const char *lloyd_describe(void *state) { return fkm_lloyd_describe((const fkm_lloyd *)state); }
 
 #define FKM_LLOYD_VARIANT(ident, vname, an, un, summary)                                                      \
   static fkm_status ident##_supports(const fkm_shape *s, const fkm_device *d, char *w, size_t n) {             \
-    return lloyd_supports_pair(an, un, s, d, w, n);                                                            \
+    return fkm_lloyd_supports(an, un, s, d, w, n);                                                            \
   }                                                                                                            \
   static fkm_status ident##_setup(const fkm_problem *p, void **state) {                                        \
     return fkm_lloyd_create(p, an, un, (fkm_lloyd **)state);                                                   \
   }                                                                                                            \
-  extern "C" const fkm_variant ident = {vname,          FKM_OP_LLOYD,   summary,   70, 0, ident##_supports, \
-                                        ident##_setup,  lloyd_run,      lloyd_teardown, lloyd_describe};
+  extern "C" const fkm_variant ident = {vname,         FKM_OP_LLOYD,   summary,        70,             0,    \
+                                        ident##_supports, ident##_setup, lloyd_run,   lloyd_teardown, lloyd_describe, \
+                                        NULL,          lloyd_phases};
 
 FKM_LLOYD_VARIANT(fkm_lloyd_naive_atomic, "lloyd/naive_atomic", "assign/naive", "update/atomic_scatter",
                   "one iteration from the simplest kernels: naive assign + atomic scatter")

@@ -23,6 +23,10 @@ fkm_status fkm_lloyd_iterate(fkm_lloyd *l, const fkm_problem *p, cudaStream_t st
  * centroid shift (Euclidean, absolute) over all batches. */
 void fkm_lloyd_scalars(const fkm_lloyd *l, double *inertia, double *max_shift);
 const char *fkm_lloyd_describe(const fkm_lloyd *l);
+/* Whether both variants exist in this build and run this shape on dev (the
+ * reason in why when not). */
+fkm_status fkm_lloyd_supports(const char *assign_variant, const char *update_variant, const fkm_shape *s,
+                              const fkm_device *dev, char *why, size_t why_len);
 void fkm_lloyd_destroy(fkm_lloyd *l);
 
 /* c (dtype) = round(c32), count elements. */

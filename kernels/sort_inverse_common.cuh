@@ -65,6 +65,7 @@
 
 #include "error.h"
 #include "flashkm.h"
+#include "phase.h"
 #include "variant.h"
 
 #include <cub/device/device_radix_sort.cuh>
@@ -1353,15 +1354,11 @@ template <bool STABLE> static fkm_status si_state_setup(const fkm_problem *p, vo
   return FKM_OK;
 }
 
-template <bool STABLE> static fkm_status si_state_run(const fkm_problem *p, void *state, cudaStream_t stream, const char *name) {
-  SiState *st = (SiState *)state;
-  if (!st) return fkm_fail(FKM_ERR_INTERNAL, "%s: run without setup", name);
+/* Phase 0: the inverse mapping (rows of each cluster, contiguous) and counts. */
+template <bool STABLE> static fkm_status si_state_sort(const fkm_problem *p, SiState *st, cudaStream_t stream,
+                                                       SiReduceParams *rp) {
   const fkm_shape *s = &p->s;
-  if (s->B != st->s.B || s->N != st->s.N || s->K != st->s.K || s->D != st->s.D || s->dtype != st->s.dtype)
-    return fkm_fail(FKM_ERR_INTERNAL, "%s: shape differs from setup", name);
   const int S = st->S;
-  SiReduceParams rp;
-
   if (st->cs) {
     const SiCsCfg &c = st->cc;
     SiCsParams cp;
@@ -1388,44 +1385,64 @@ template <bool STABLE> static fkm_status si_state_run(const fkm_problem *p, void
     FKM_CUDA_LAUNCH();
     si_cs_scatter<STABLE><<<(unsigned)c.G, (unsigned)c.threads, c.smem_scatter, stream>>>(cp);
     FKM_CUDA_LAUNCH();
-    rp.idx = st->sidx;
-    rp.seg = st->sseg;
-    rp.m_eff = NULL;
-  } else {
-    {
-      long long g = si_cdiv(S, 256);
-      if (g > 4096) g = 4096;
-      sort_inverse_init<<<(unsigned)g, 256, 0, stream>>>(p->counts, S, NULL, st->bad);
-      FKM_CUDA_LAUNCH();
-    }
-    SiHistParams hp;
-    hp.labels = p->labels_in;
-    hp.M = st->M;
-    hp.N = (int)s->N;
-    hp.K = (int)s->K;
-    hp.S = S;
-    hp.chunk = st->hc.chunk;
-    hp.counts = p->counts;
-    hp.bad = st->bad;
-    hp.keys = st->keys[0];
-    hp.vals = st->vals[0];
-    if (st->hc.smem) sort_inverse_histogram<true, true><<<st->hc.grid, SI_HT, st->hc.smem_bytes, stream>>>(hp);
-    else sort_inverse_histogram<false, true><<<st->hc.grid, SI_HT, 0, stream>>>(hp);
-    FKM_CUDA_LAUNCH();
-    /* Fresh double buffers every run: the sorted data always lands in the same
-     * buffer (the pass count depends on end_bit only). */
-    cub::DoubleBuffer<unsigned> dk(st->keys[0], st->keys[1]);
-    cub::DoubleBuffer<int> dv(st->vals[0], st->vals[1]);
-    size_t bytes = st->cub_bytes;
-    FKM_CUDA(cub::DeviceRadixSort::SortPairs(st->cub_temp, bytes, dk, dv, st->M, 0, st->end_bit, stream));
-    rp.idx = dv.Current();
-    rp.seg = (const int *)dk.Current();
-    rp.m_eff = NULL;
+    rp->idx = st->sidx;
+    rp->seg = st->sseg;
+    rp->m_eff = NULL;
+    return FKM_OK;
   }
-
-  const SiRedCfg *rc = (st->rc_vec.ok && si_vec_ok(p)) ? &st->rc_vec : &st->rc_scalar;
-  return si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, stream);
+  {
+    long long g = si_cdiv(S, 256);
+    if (g > 4096) g = 4096;
+    sort_inverse_init<<<(unsigned)g, 256, 0, stream>>>(p->counts, S, NULL, st->bad);
+    FKM_CUDA_LAUNCH();
+  }
+  SiHistParams hp;
+  hp.labels = p->labels_in;
+  hp.M = st->M;
+  hp.N = (int)s->N;
+  hp.K = (int)s->K;
+  hp.S = S;
+  hp.chunk = st->hc.chunk;
+  hp.counts = p->counts;
+  hp.bad = st->bad;
+  hp.keys = st->keys[0];
+  hp.vals = st->vals[0];
+  if (st->hc.smem) sort_inverse_histogram<true, true><<<st->hc.grid, SI_HT, st->hc.smem_bytes, stream>>>(hp);
+  else sort_inverse_histogram<false, true><<<st->hc.grid, SI_HT, 0, stream>>>(hp);
+  FKM_CUDA_LAUNCH();
+  /* Fresh double buffers every run: the sorted data always lands in the same
+   * buffer (the pass count depends on end_bit only). */
+  cub::DoubleBuffer<unsigned> dk(st->keys[0], st->keys[1]);
+  cub::DoubleBuffer<int> dv(st->vals[0], st->vals[1]);
+  size_t bytes = st->cub_bytes;
+  FKM_CUDA(cub::DeviceRadixSort::SortPairs(st->cub_temp, bytes, dk, dv, st->M, 0, st->end_bit, stream));
+  rp->idx = dv.Current();
+  rp->seg = (const int *)dk.Current();
+  rp->m_eff = NULL;
+  return FKM_OK;
 }
+
+/* Two phases, each an NVTX range (and an event when the runner times phases):
+ * "sort" and "reduce" (segment sums over the sorted rows, cross-block chains, means). */
+template <bool STABLE> static fkm_status si_state_run(const fkm_problem *p, void *state, cudaStream_t stream, const char *name) {
+  SiState *st = (SiState *)state;
+  if (!st) return fkm_fail(FKM_ERR_INTERNAL, "%s: run without setup", name);
+  const fkm_shape *s = &p->s;
+  if (s->B != st->s.B || s->N != st->s.N || s->K != st->s.K || s->D != st->s.D || s->dtype != st->s.dtype)
+    return fkm_fail(FKM_ERR_INTERNAL, "%s: shape differs from setup", name);
+  SiReduceParams rp;
+  fkm_phase_begin("sort");
+  fkm_status rs = si_state_sort<STABLE>(p, st, stream, &rp);
+  fkm_phase_end(p, 0, stream);
+  FKM_TRY(rs);
+  fkm_phase_begin("reduce");
+  const SiRedCfg *rc = (st->rc_vec.ok && si_vec_ok(p)) ? &st->rc_vec : &st->rc_scalar;
+  rs = si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, stream);
+  fkm_phase_end(p, 1, stream);
+  return rs;
+}
+
+const char *const si_phases[] = {"sort", "reduce", NULL};
 
 static fkm_status si_state_check_input(const fkm_problem *p, void *state, cudaStream_t stream) {
   return si_check_bad(p, ((SiState *)state)->bad, stream);

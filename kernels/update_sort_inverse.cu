@@ -85,4 +85,5 @@ extern "C" const fkm_variant fkm_update_sort_inverse = {
     /* .teardown = */ si_fast_teardown,
     /* .describe = */ NULL,
     /* .check_input = */ si_fast_check_input,
+    /* .phases = */ si_phases,
 };

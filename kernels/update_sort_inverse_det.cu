@@ -95,4 +95,5 @@ extern "C" const fkm_variant fkm_update_sort_inverse_det = {
     /* .teardown = */ si_det_teardown,
     /* .describe = */ NULL,
     /* .check_input = */ si_det_check_input,
+    /* .phases = */ si_phases,
 };

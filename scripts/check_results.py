@@ -62,6 +62,15 @@ def check(doc, expect_complete, expect_all_ok, min_runs):
                     problems.append(f"{where}.timing quantiles out of order")
                 if not isinstance(row.get("derived"), dict):
                     problems.append(f"{where}.derived is missing")
+            ph = row.get("phases")
+            if ph is not None:
+                if not isinstance(ph, list) or not ph:
+                    problems.append(f"{where}.phases is {ph!r}")
+                else:
+                    for j, x in enumerate(ph):
+                        if not (isinstance(x, dict) and isinstance(x.get("name"), str)
+                                and isinstance(x.get("median_ms"), (int, float)) and x["median_ms"] >= 0):
+                            problems.append(f"{where}.phases[{j}] is {x!r}")
         if status == "incorrect" and row.get("timing") is not None:
             problems.append(f"{where}: incorrect run carries timing")
     return problems

@@ -496,6 +496,59 @@ static void expect_npy_shape(const char *text, int64_t B, int64_t N, int64_t D) 
   fkm_config_free(&cfg);
 }
 
+/* The "fit" block of op-fit experiments: defaults, every key, and its errors. */
+static void test_fit_block(void) {
+  fkm_config cfg;
+  fkm_status st = parse("{'name': 'f', 'experiments': [{'name': 'a', 'op': 'fit', 'variants': ['fit/*'],"
+                        " 'axes': {'N': 1000, 'K': 8, 'D': 4}},"
+                        " {'name': 'b', 'op': 'fit', 'variants': ['fit/flash'], 'axes': {'N': 1000, 'K': 8, 'D': 4},"
+                        " 'fit': {'init': 'kmeans++', 'tol': 0, 'tol_mode': 'inertia', 'max_iter': 25,"
+                        " 'inertia_rtol': 0.01}}]}",
+                        &cfg);
+  CHECK_MSG(st == FKM_OK, "%s", fkm_last_error());
+  if (st != FKM_OK) return;
+  const fkm_experiment *a = &cfg.exps[0], *b = &cfg.exps[1];
+  CHECK_EQ_INT(a->op, FKM_OP_FIT);
+  CHECK_EQ_INT(a->fit.init, FKM_INIT_RANDOM);
+  CHECK_EQ_INT(a->fit.tol_mode, FKM_TOL_SHIFT);
+  CHECK_NEAR(a->fit.tol, 1e-4, 0);
+  CHECK_EQ_INT(a->fit.max_iter, 300);
+  CHECK_NEAR(a->fit_inertia_rtol, 1e-3, 0);
+  CHECK_EQ_INT(b->fit.init, FKM_INIT_KMEANSPP);
+  CHECK_EQ_INT(b->fit.tol_mode, FKM_TOL_INERTIA);
+  CHECK_NEAR(b->fit.tol, 0.0, 0);
+  CHECK_EQ_INT(b->fit.max_iter, 25);
+  CHECK_NEAR(b->fit_inertia_rtol, 0.01, 0);
+  fkm_case *cases = NULL;
+  int n = 0;
+  CHECK_EQ_INT(fkm_config_expand(&cfg, NULL, &cases, &n), FKM_OK);
+  CHECK_EQ_INT(n, count_variants(FKM_OP_FIT, "fit/*") + 1);
+  free(cases);
+  fkm_config_free(&cfg);
+
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'assign', 'variants': ['assign/cpu_ref'],"
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'max_iter': 5}}]}",
+                     "experiments[0].fit", "op \"fit\" experiments only");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'init': 'kmeans||'}}]}",
+                     "experiments[0].fit.init", "unknown init");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'max_iter': 0}}]}",
+                     "experiments[0].fit.max_iter", "an integer from 1");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'tol': -1}}]}",
+                     "experiments[0].fit.tol", "non-negative");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'tol_mode': 'both'}}]}",
+                     "experiments[0].fit.tol_mode", "unknown tol_mode");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'inertia_rtol': 1}}]}",
+                     "experiments[0].fit.inertia_rtol", "between 0 and 1");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'iters': 3}}]}",
+                     "experiments[0].fit.iters", "unknown key");
+}
+
 static void test_npy_data(void) {
   write_npy_fixtures();
   fkm_config cfg;
@@ -568,6 +621,7 @@ int main(void) {
   test_good_all_keys_file();
   test_bad_configs();
   test_bad_strings();
+  test_fit_block();
   test_npy_data();
   return check_exit("test_config");
 }
