@@ -1,5 +1,6 @@
 /* main.c — the `flashkm` command line: run, list, info. The only place that
  * turns statuses into exit codes and prints to the user. */
+#include "autotune.h"
 #include "config.h"
 #include "data.h"
 #include "device.h"
@@ -25,6 +26,7 @@ static const char *usage_main =
     "  info         device and build as JSON (says plainly when there is no GPU)\n"
     "  fit          cluster a .npy file: labels and centroids to .npy\n"
     "  gen          write the harness's seeded test data to .npy (for fit, peers, other tools)\n"
+    "  autotune     time the FlashAssign implementations on a config's shapes; cache the fastest\n"
     "\n"
     "`flashkm <command> --help` describes each command.\n";
 
@@ -139,6 +141,107 @@ static int cmd_run(int argc, char **argv, int full_argc, char **full_argv) {
   return fkm_run_command(&o);
 }
 
+
+static const char *usage_autotune =
+    "usage: flashkm autotune CONFIG [--results FILE] [--cache FILE] [-q]\n"
+    "       flashkm autotune --from RESULTS [--cache FILE]\n"
+    "\n"
+    "Times every FlashAssign implementation (variants assign/flash_*) that CONFIG's assign\n"
+    "experiments list, on their shapes, exactly as `flashkm run --filter 'assign/flash_*'` does\n"
+    "(validated against the fp64 reference, medians), then writes the fastest of each shape\n"
+    "bucket (device, dtype, D, floor(log2 K), floor(log2 B*N)) into the autotune cache, which\n"
+    "assign/flash consults before its heuristic. With --from, builds the entries from an\n"
+    "existing results file instead of timing (no GPU needed).\n"
+    "\n"
+    "  --results FILE  the timing results (default: flashkm_autotune_<config name>.json)\n"
+    "  --cache FILE    the cache to update (default: $FKM_AUTOTUNE_CACHE, else\n"
+    "                  $XDG_CACHE_HOME/flashkm/autotune.json or ~/.cache/flashkm/autotune.json)\n"
+    "  -q              no progress on stderr\n"
+    "\n"
+    "FKM_AUTOTUNE_CACHE=off makes every run use the heuristic alone.\n"
+    "exit status: 0 cache written, 1 some timing run failed (the others still count), 2 bad\n"
+    "command line, config or results file, 3 the sweep was aborted or the cache not written.\n";
+
+static int cmd_autotune(int argc, char **argv, int full_argc, char **full_argv) {
+  if (wants_help(argc, argv)) {
+    fputs(usage_autotune, stdout);
+    return 0;
+  }
+  const char *config = NULL, *results = NULL, *cache = NULL, *from = NULL;
+  int quiet = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--results") || !strcmp(a, "--cache") || !strcmp(a, "--from")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "flashkm autotune: %s needs a value\n%s", a, usage_autotune);
+        return FKM_EXIT_USAGE;
+      }
+      const char *v = argv[++i];
+      if (!strcmp(a, "--results")) results = v;
+      else if (!strcmp(a, "--cache")) cache = v;
+      else from = v;
+    } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+      quiet = 1;
+    } else if (a[0] == '-') {
+      fprintf(stderr, "flashkm autotune: unknown option '%s'\n%s", a, usage_autotune);
+      return FKM_EXIT_USAGE;
+    } else if (!config) {
+      config = a;
+    } else {
+      fprintf(stderr, "flashkm autotune: more than one CONFIG ('%s' and '%s')\n", config, a);
+      return FKM_EXIT_USAGE;
+    }
+  }
+  if (!config == !from) {
+    fprintf(stderr, "flashkm autotune: give either CONFIG or --from RESULTS\n%s", usage_autotune);
+    return FKM_EXIT_USAGE;
+  }
+  if (from && results) {
+    fprintf(stderr, "flashkm autotune: --results goes with CONFIG, not with --from\n");
+    return FKM_EXIT_USAGE;
+  }
+  if (!cache) cache = fkm_autotune_cache_path();
+  if (!cache[0]) {
+    fprintf(stderr, "flashkm autotune: no cache file: FKM_AUTOTUNE_CACHE is off and --cache not given\n");
+    return FKM_EXIT_USAGE;
+  }
+  int rc = FKM_EXIT_OK;
+  char results_buf[1200];
+  if (config) {
+    fkm_config cfg;
+    if (fkm_config_load(config, &cfg) != FKM_OK) {
+      fprintf(stderr, "flashkm: %s\n", fkm_last_error());
+      return FKM_EXIT_USAGE;
+    }
+    if (!results) {
+      snprintf(results_buf, sizeof results_buf, "flashkm_autotune_%s.json", cfg.name);
+      results = results_buf;
+    }
+    fkm_config_free(&cfg);
+    fkm_run_opts o = {0};
+    o.config_path = config;
+    o.out_path = results;
+    o.filter = "assign/flash_*";
+    o.quiet = quiet;
+    o.argc = full_argc;
+    o.argv = full_argv;
+    rc = fkm_run_command(&o);
+    if (rc == FKM_EXIT_USAGE || rc == FKM_EXIT_ABORTED) return rc;
+    from = results;
+  }
+  int n = 0;
+  fkm_status st = fkm_autotune_update_cache(from, cache, &n);
+  if (st != FKM_OK) {
+    fprintf(stderr, "flashkm autotune: %s\n", fkm_last_error());
+    return st == FKM_ERR_INPUT ? FKM_EXIT_USAGE : FKM_EXIT_ABORTED;
+  }
+  fprintf(stderr, "flashkm autotune: %d shape bucket(s) from %s written to %s\n", n, from, cache);
+  if (n == 0) {
+    fprintf(stderr, "flashkm autotune: %s holds no validated assign/flash_* run to learn from\n", from);
+    return FKM_EXIT_USAGE;
+  }
+  return rc;
+}
 
 static const char *usage_fit =
     "usage: flashkm fit --input X.npy --k K [--init random|kmeans++] [--tol T] [--tol-mode shift|inertia]\n"
@@ -476,6 +579,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
   if (!strcmp(cmd, "fit")) return cmd_fit(argc - 2, argv + 2);
   if (!strcmp(cmd, "gen")) return cmd_gen(argc - 2, argv + 2);
+  if (!strcmp(cmd, "autotune")) return cmd_autotune(argc - 2, argv + 2, argc, argv);
   fprintf(stderr, "flashkm: unknown command '%s'\n\n%s", cmd, usage_main);
   return FKM_EXIT_USAGE;
 }

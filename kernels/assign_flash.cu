@@ -1,11 +1,13 @@
-/* assign_flash.cu — `assign/flash`: the FlashAssign users call. It picks the
- * fastest implementation that supports the device and shape, in order:
- * flash_wgmma (Hopper tensor cores through TMA + wgmma), flash_mma (sm80+
- * tensor cores, fp16/bf16), flash_simt (fp32 FMA, every dtype), and delegates
- * setup/run/teardown to it (flash_mma first for small K, see prefer_mma).
- * The choice is a pure function of device and shape
- * (no timing at run time); the results row names the dispatcher, and
- * `flashkm list` the candidates. */
+/* assign_flash.cu — `assign/flash`: the FlashAssign users call. It delegates
+ * setup/run/teardown to one of the implementations, chosen without timing:
+ *   1. the autotune cache (harness/autotune.h), when it holds an entry for
+ *      this device and the shape's bucket (`flashkm autotune` writes it);
+ *   2. else the shape heuristic below, a pure function of shape, dtype and
+ *      device properties; each implementation that does not run on the
+ *      device or shape passes the choice to the next in its order.
+ * The results row names what ran ("impl"), with " (tuned)" when the cache
+ * chose; `flashkm list` lists the candidates. */
+#include "autotune.h"
 #include "error.h"
 #include "variant.h"
 
@@ -15,32 +17,62 @@
 typedef struct {
   const fkm_variant *impl;
   void *impl_state;
+  int tuned;
+  char describe[96];
 } flash_state;
 
-static const char *const candidates[] = {"assign/flash_wgmma", "assign/flash_mma", "assign/flash_simt"};
+static const fkm_variant *usable(const char *name, const fkm_shape *s, const fkm_device *dev) {
+  const fkm_variant *v = fkm_variant_find(name);
+  if (!v || v->op != FKM_OP_ASSIGN || v->min_cc == 0 || dev->cc < v->min_cc || (v->max_cc && dev->cc > v->max_cc))
+    return NULL;
+  char why[256];
+  if (v->supports && v->supports(s, dev, why, sizeof why) != FKM_OK) return NULL;
+  return v;
+}
 
-/* Small K is memory-bound (X is read once whatever the tile engine), and there
- * flash_mma keeps all centroids in shared memory and streams X with more warps
- * per SM: measured on an H100, fp16 1Mx128x128: flash_mma 0.128 ms, flash_wgmma
- * 0.138 ms; at K = 1024 flash_wgmma leads (0.710 vs 0.829 ms). */
-static int prefer_mma(const fkm_shape *s) { return s->K <= 256 && s->D <= 128; }
-
-/* The first candidate that runs on this device and shape, or NULL. */
-static const fkm_variant *choose(const fkm_shape *s, const fkm_device *dev) {
-  for (size_t j = 0; j < sizeof candidates / sizeof candidates[0]; j++) {
-    /* the order of candidates, with flash_mma moved first where it wins */
-    size_t i = prefer_mma(s) ? (j == 0 ? 1 : j == 1 ? 0 : j) : j;
-    const fkm_variant *v = fkm_variant_find(candidates[i]);
-    if (!v || dev->cc < v->min_cc || (v->max_cc && dev->cc > v->max_cc)) continue;
-    char why[256];
-    if (v->supports && v->supports(s, dev, why, sizeof why) != FKM_OK) continue;
-    return v;
+/* The heuristic, from the H100 ablation (results/h100/ablation_assign.json,
+ * fp16, N = 1M; medians in ms, the winner first):
+ *  - little work per point (D <= 64 up to K = 8192, or K <= 256 with D <= 128):
+ *    flash_mma, whose warps stream X with all centroids resident in shared
+ *    memory and no warpgroup-wide epilogue to wait for. K=1024 D=64: mma 0.561,
+ *    wgmma 0.598; K=8192 D=64: 4.12 vs 4.43; K=128 D=128: 0.128 vs 0.138.
+ *  - many centroid tiles per point tile (K >= 4096): flash_wgmma_bm256, whose
+ *    256-point blocks read each centroid tile from L2 once per 256 points
+ *    instead of 128 and pay the fold's fixed costs half as often. K=8192
+ *    D=128: 5.14 vs 5.37; K=65536 D=128: 38.7 vs 43.6; D=512: 108.5 vs 112.3;
+ *    D=64: 30.9 (mma 32.7). At K = 1024 its serialised fold loses (0.811 vs
+ *    0.710), and it needs enough point tiles to fill the SMs: with fewer than
+ *    two 256-point tiles per SM, BM = 128 keeps every SM busy instead.
+ *  - otherwise flash_wgmma (BM = 128).
+ * Each list ends in the portable implementations (flash_mma: sm80+, fp16/bf16;
+ * flash_simt: anything). */
+static const fkm_variant *heuristic(const fkm_shape *s, const fkm_device *dev) {
+  static const char *const mma_first[] = {"assign/flash_mma", "assign/flash_wgmma", "assign/flash_simt", NULL};
+  static const char *const bm256_first[] = {"assign/flash_wgmma_bm256", "assign/flash_wgmma", "assign/flash_mma",
+                                            "assign/flash_simt", NULL};
+  static const char *const wgmma_first[] = {"assign/flash_wgmma", "assign/flash_mma", "assign/flash_simt", NULL};
+  const int64_t tiles256 = s->B * ((s->N + 255) / 256);
+  const int fills_sms = dev->sm_count <= 0 || tiles256 >= 2 * (int64_t)dev->sm_count;
+  const char *const *order = wgmma_first;
+  if ((s->D <= 64 && s->K <= 8192) || (s->K <= 256 && s->D <= 128)) order = mma_first;
+  else if (s->K >= 4096 && fills_sms) order = bm256_first;
+  for (int i = 0; order[i]; i++) {
+    const fkm_variant *v = usable(order[i], s, dev);
+    if (v) return v;
   }
   return NULL;
 }
 
+/* The cache's choice when it has one that runs here, else the heuristic's. */
+static const fkm_variant *choose(const fkm_shape *s, const fkm_device *dev, int *tuned) {
+  const char *name = fkm_autotune_lookup(s, dev);
+  const fkm_variant *v = name ? usable(name, s, dev) : NULL;
+  if (tuned) *tuned = v != NULL;
+  return v ? v : heuristic(s, dev);
+}
+
 static fkm_status flash_supports(const fkm_shape *s, const fkm_device *dev, char *why, size_t n) {
-  if (choose(s, dev)) return FKM_OK;
+  if (choose(s, dev, NULL)) return FKM_OK;
   snprintf(why, n, "no FlashAssign implementation supports this shape on this device");
   return FKM_ERR_NOT_SUPPORTED;
 }
@@ -48,11 +80,14 @@ static fkm_status flash_supports(const fkm_shape *s, const fkm_device *dev, char
 static fkm_status flash_setup(const fkm_problem *p, void **state) {
   fkm_device dev;
   fkm_device_query(&dev);
-  const fkm_variant *v = choose(&p->s, &dev);
+  int tuned = 0;
+  const fkm_variant *v = choose(&p->s, &dev, &tuned);
   if (!v) return fkm_fail(FKM_ERR_NOT_SUPPORTED, "no FlashAssign implementation supports this shape on this device");
   flash_state *f = (flash_state *)calloc(1, sizeof *f);
   if (!f) return fkm_fail(FKM_ERR_OOM, "assign/flash: out of host memory");
   f->impl = v;
+  f->tuned = tuned;
+  snprintf(f->describe, sizeof f->describe, "%s%s", v->name, tuned ? " (tuned)" : "");
   fkm_status st = v->setup ? v->setup(p, &f->impl_state) : FKM_OK;
   if (st != FKM_OK) {
     free(f);
@@ -74,14 +109,15 @@ static void flash_teardown(void *state) {
   free(f);
 }
 
-static const char *flash_describe(void *state) { return ((flash_state *)state)->impl->name; }
+static const char *flash_describe(void *state) { return ((flash_state *)state)->describe; }
 
 extern "C" const char *fkm_assign_flash_choice(const fkm_shape *s, const fkm_device *dev) {
-  const fkm_variant *v = choose(s, dev);
+  const fkm_variant *v = choose(s, dev, NULL);
   return v ? v->name : NULL;
 }
 
 extern "C" const fkm_variant fkm_assign_flash = {
     "assign/flash", FKM_OP_ASSIGN,
-    "FlashAssign dispatcher: flash_wgmma on sm_90a, else flash_mma (fp16/bf16), else flash_simt; chosen by device and shape",
+    "FlashAssign dispatcher: the autotune cache's pick, else a shape heuristic (flash_mma for little work per point, "
+    "flash_wgmma_bm256 for large K, else flash_wgmma; flash_simt where nothing else runs)",
     70, 0, flash_supports, flash_setup, flash_run, flash_teardown, flash_describe};

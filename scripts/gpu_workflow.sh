@@ -9,10 +9,14 @@
 # env:   SANITIZE=1   also run the GPU tests under compute-sanitizer memcheck and racecheck
 #                     (shapes up to FKM_TEST_MAX_POINTS=20000 points, to keep it short)
 #        TESTS=0      skip the GPU tests;  ARCHS="90a" to build fewer architectures
+#        FKM_AUTOTUNE_CACHE  autotune cache for assign/flash (default here: off, the heuristic)
 #
 # cJSON: used from the system if CMake finds it, else from Debian packages in
 # .deps/ (scripts/fetch_deps.sh puts them there), unpacked under .deps/root.
 set -uo pipefail
+# assign/flash uses its heuristic unless the caller names an autotune cache:
+# results of this workflow measure the heuristic, whatever cache the machine holds.
+export FKM_AUTOTUNE_CACHE=${FKM_AUTOTUNE_CACHE-off}
 out=${1:?usage: gpu_workflow.sh OUTDIR [CONFIG ...]}
 shift
 configs=("$@")
