@@ -1,9 +1,11 @@
-"""Reading flashkm results files: the part that table.py, plot.py and compare.py share.
+"""Reading flashkm results files: the part that table.py, plot.py, compare.py and
+heuristics.py share.
 
 It reads only what results/SCHEMA.md documents. load() checks just enough
 structure for those scripts to work (schema_version 1, runs[] with the shape
 keys, numeric timing quartiles on ok runs); scripts/check_results.py is the
-full check. Anything else is a ResultsError with a one-line message, which the
+full check. The optional row keys `phases` and `fit` are read through
+phases() and fit_history(), which give None for anything malformed. Anything else is a ResultsError with a one-line message, which the
 scripts print before exiting 2."""
 import json
 import sys
@@ -123,6 +125,31 @@ def metric(run, name):
         return t["median"]
     v = (run.get("derived") or {}).get(METRICS[name][0])
     return v if _number(v) else None
+
+
+def phases(run):
+    """[(name, median_ms)] of a timed run's `phases`, in run order; None when the run has
+    no timing, no phases, or a phase without a name and a non-negative median_ms."""
+    ph = run.get("phases")
+    if timing(run) is None or not isinstance(ph, list) or not ph:
+        return None
+    out = []
+    for p in ph:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not _number(p.get("median_ms")) \
+                or p["median_ms"] < 0:
+            return None
+        out.append((p["name"], p["median_ms"]))
+    return out
+
+
+def fit_history(run):
+    """The `fit` object's inertia_history of a fit row as a list of numbers, or None
+    (no fit object, or an empty or non-numeric history)."""
+    f = run.get("fit")
+    h = f.get("inertia_history") if isinstance(f, dict) else None
+    if not isinstance(h, list) or not h or not all(_number(x) for x in h):
+        return None
+    return h
 
 
 def status_label(run):

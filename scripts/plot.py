@@ -10,11 +10,18 @@
 - roofline (roofline_<card> with several cards): TFLOP/s against arithmetic
   intensity (derived flops / bytes) under the measured ceilings of the file,
   ceilings.copy_gbps and ceilings.gemm_fp16_tflops.
+- phases_<op>: for every op with rows that carry `phases` (update/sort_inverse*:
+  sort, reduce; lloyd/*: assign, update, converge; fit/*: init, iterations),
+  a horizontal bar per variant and shape, split into its phases' median ms
+  (linear scale); a segment wide enough to read is labelled with its ms, each
+  bar with the phases' sum.
+- fit_convergence: the inertia after each Lloyd iteration of every fit row
+  (fit.inertia_history, log scale), a line per variant and shape.
 
-A plot whose data are absent (no sweep, no ceilings, no timed run) is skipped
-with a message. Several files are merged as table.py does (a later file's row
-for the same variant and shape replaces an earlier one). Every plot's title
-names the card. Why: the figures of NOTES.md and papers from the results files
+A plot whose data are absent (no sweep, no ceilings, no timed run, no row with
+phases, no fit row) is skipped with a message. Several files are merged as
+table.py does (a later file's row for the same variant and shape replaces an
+earlier one). Every plot's title names the card. Why: the figures of NOTES.md and papers from the results files
 alone, on machines without a display.
 
 usage: plot.py FILE [FILE ...] [--out DIR] [--formats png,svg] [--baseline VARIANT]
@@ -170,9 +177,89 @@ def roofline_plots(loaded, rows, saver):
         saver.save(fig, what)
 
 
+def shape_label(s, show_seed):
+    """'B×N×K×D dtype data' of a shape tuple, with ' seed S' when show_seed."""
+    return f"{fr.dims(s)} {s[5]} {s[6]}" + (f" seed {s[7]}" if show_seed else "")
+
+
+def phase_plots(rows, title_card, saver):
+    """A stacked horizontal bar of the phases' medians per (variant, shape), one figure per op."""
+    by_op = {}  # op -> [(variant, shape, [(name, ms)])], in merged order
+    for (v, s), (run, _) in rows.items():
+        ph = fr.phases(run)
+        if ph:
+            by_op.setdefault(s[0], []).append((v, s, ph))
+    if not by_op:
+        skip("phases", "no timed run has phases")
+        return
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for op, bars in by_op.items():
+        names = list(dict.fromkeys(n for _, _, ph in bars for n, _ in ph))
+        show_seed = len({s[7] for _, s, _ in bars}) > 1
+        totals = [sum(ms for _, ms in ph) for _, _, ph in bars]
+        widest = max(totals) or 1.0
+        fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(bars)))
+        ys = range(len(bars))
+        spans = []  # per bar: phase name -> (start, ms)
+        for _, _, ph in bars:
+            start, span = 0.0, {}
+            for name, ms in ph:
+                span[name] = (start, ms)
+                start += ms
+            spans.append(span)
+        for j, name in enumerate(names):
+            left = [span.get(name, (0.0, 0.0))[0] for span in spans]
+            width = [span.get(name, (0.0, 0.0))[1] for span in spans]
+            bc = ax.barh(ys, width, left=left, height=0.6, label=name, color=colors[j % len(colors)])
+            ax.bar_label(bc, labels=[f"{w:.3g}" if w >= 0.07 * widest else "" for w in width],
+                         label_type="center", fontsize=7, color="white")
+        for y, total in zip(ys, totals):
+            ax.text(total, y, f" {total:.3g} ms", va="center", fontsize=7)
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels([f"{v}  {shape_label(s, show_seed)}" for v, s, _ in bars], fontsize=8)
+        ax.invert_yaxis()  # first row on top
+        ax.set_xlim(0, widest * 1.18)
+        ax.set_xlabel("median time per phase (ms)")
+        ax.set_title(f"{op}: time per phase — {title_card}")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        saver.save(fig, f"phases_{op}")
+
+
+def fit_plot(rows, title_card, saver):
+    """Inertia after each iteration of every fit row, log y."""
+    lines = []
+    for (v, s), (run, _) in rows.items():
+        h = fr.fit_history(run) if s[0] == "fit" else None
+        pts = [(i + 1, y) for i, y in enumerate(h or []) if y > 0]  # log scale: inertia 0 left out
+        if pts:
+            lines.append((v, s, run, len(h), pts))
+    if not lines:
+        skip("fit_convergence", "no fit row with an inertia_history")
+        return
+    show_seed = len({s[7] for _, s, _, _, _ in lines}) > 1
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for v, s, run, iterations, pts in lines:
+        f = run["fit"]
+        how = f"{iterations} it" + (", converged" if f.get("converged") is True else
+                                   ", not converged" if f.get("converged") is False else "")
+        if run["status"] != "ok":
+            how += f", {fr.status_label(run)}"
+        marker = "o" if len(pts) <= 30 else None
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker=marker, markersize=3,
+                label=f"{v} {shape_label(s, show_seed)} ({how})")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("Lloyd iteration")
+    ax.set_ylabel("inertia (sum of squared distances)")
+    ax.set_title(f"fit: inertia per iteration — {title_card}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    saver.save(fig, "fit_convergence")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 epilog="Writes speedup_<op>, time_vs_N_*, time_vs_K_* and roofline in each format.")
+                                 epilog="Writes speedup_<op>, time_vs_N_*, time_vs_K_*, roofline, phases_<op> and "
+                                        "fit_convergence in each format.")
     ap.add_argument("files", nargs="+", metavar="FILE", help="results files; later ones replace earlier rows")
     ap.add_argument("--out", default="plots", metavar="DIR", help="output folder, created if needed (default plots/)")
     ap.add_argument("--formats", default="png,svg", help=f"comma-separated, of {', '.join(FORMATS)} (default png,svg)")
@@ -197,6 +284,8 @@ def main():
     sweep_plots(rows, "N", title_card, saver)
     sweep_plots(rows, "K", title_card, saver)
     roofline_plots(loaded, rows, saver)
+    phase_plots(rows, title_card, saver)
+    fit_plot(rows, title_card, saver)
     if not saver.written:
         print("plot.py: nothing to plot", file=sys.stderr)
         return 1

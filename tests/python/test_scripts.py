@@ -1,6 +1,7 @@
-"""Tests of the results scripts (table.py, plot.py, compare.py, check_results.py)
-on the committed H100 results and on synthetic files made from them: no GPU,
-no build needed. Each script runs as a subprocess, as a user would run it.
+"""Tests of the results scripts (table.py, plot.py, compare.py, check_results.py,
+heuristics.py) on the committed H100 results, on synthetic files made from them,
+and on small synthetic files built from scratch for the row keys no committed
+file has yet (phases, fit): no GPU, no build needed. Each script runs as a subprocess, as a user would run it.
 Run: python3 -m pytest tests/python (scripts/test.sh does, after ctest)."""
 import copy
 import json
@@ -50,8 +51,10 @@ def ok_runs(doc, op=None, exclude=()):
 def fail_run(r, status, reason):
     r.update(status=status, reason=reason, timing=None)
     r.pop("derived", None)
+    r.pop("phases", None)  # only timed rows carry phases
     if status in ("not_supported", "out_of_memory"):
         r["validation"] = None
+        r.pop("fit", None)  # a fit that never ran has no history
     elif status == "incorrect":
         r["validation"]["ok"] = False
         r["validation"]["mismatches"] = 17
@@ -103,6 +106,33 @@ def check_number_cell(cell, value, speedup=None):
 def baseline_of(doc, r):
     base = BASELINES.get(r["op"])
     return next((b for b in ok_runs(doc, r["op"]) if b["variant"] == base and same_shape(b, r)), None)
+
+
+def doc_of(runs, card="Test GPU 80GB"):
+    """A minimal results document holding runs (what fkm_results.load reads)."""
+    return {"schema_version": 1, "state": "complete", "meta": {}, "device": {"present": True, "name": card},
+            "ceilings": None, "runs": runs}
+
+
+def row(variant, N=4096, K=64, D=32, median=1.0, status="ok", wall_s=0.25, **extra):
+    """A synthetic row of variant on shape 1×N×K×D fp16 blobs seed 1: ok and timed at median ms,
+    or of a failing status without a timing; extra keys (impl, phases, fit) added as given."""
+    r = {"experiment": "synthetic", "variant": variant, "op": variant.split("/")[0], "B": 1, "N": N, "K": K,
+         "D": D, "dtype": "fp16", "data": "blobs", "seed": 1, "status": status,
+         "reason": None if status == "ok" else f"planted {status}", "validation": None, "timing": None,
+         "device_bytes": None, "wall_s": wall_s}
+    if status == "ok":
+        r["timing"] = {"unit": "ms", "clock": "cuda_event", "samples": 10, "warmup": 3, "flush_l2": True,
+                       "median": median, "q1": median * 0.99, "q3": median * 1.01, "min": median * 0.98,
+                       "max": median * 1.02, "mean": median, "rel_stdev": 0.01, "converged": True}
+    r.update(extra)
+    return r
+
+
+def phases_of(**ms):
+    """The phases list of name=median_ms pairs, in the order given, with shares of their sum."""
+    total = sum(ms.values())
+    return [{"name": n, "median_ms": m, "share": m / total} for n, m in ms.items()]
 
 
 @pytest.fixture
@@ -211,7 +241,7 @@ def test_table_bad_choices(args, message):
     assert p.returncode == 2 and message in p.stderr and p.stdout == ""
 
 
-@pytest.mark.parametrize("script", ["table.py", "plot.py", "compare.py"])
+@pytest.mark.parametrize("script", ["table.py", "plot.py", "compare.py", "heuristics.py"])
 def test_not_a_results_file(tmp_path, script):
     bad = tmp_path / "bad.json"
     bad.write_text('{"hello": 1}')
@@ -222,7 +252,7 @@ def test_not_a_results_file(tmp_path, script):
     assert "not a flashkm results file" in run(script, *([QUICK, bad] if script == "compare.py" else [bad])).stderr
 
 
-@pytest.mark.parametrize("script", ["table.py", "plot.py", "compare.py"])
+@pytest.mark.parametrize("script", ["table.py", "plot.py", "compare.py", "heuristics.py"])
 def test_help(script):
     p = run(script, "--help")
     assert p.returncode == 0 and "usage:" in p.stdout
@@ -249,6 +279,8 @@ def test_plots_quick(tmp_path):
     written(out, "time_vs_K_assign_B1_N1048576_D128_fp16_blobs_seed1")  # K = 128 and 1024
     written(out, "roofline")
     assert "skip time vs N" in p.stdout  # quick.json has no N sweep
+    for name in ("phases_update", "phases_lloyd", "phases_fit", "fit_convergence"):  # quick.json has both
+        written(out, name)
     assert (out / "roofline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = (out / "speedup_assign.svg").read_text()
     assert "<svg" in svg and "H100" in svg  # the title names the card
@@ -280,6 +312,54 @@ def test_plots_nothing_to_plot(tmp_path):
     p = run("plot.py", write(tmp_path, "none.json", doc), "--out", tmp_path / "p")
     assert p.returncode == 1 and "nothing to plot" in p.stderr
     assert "skip speedup_assign" in p.stdout and "skip roofline" in p.stdout
+
+
+def fit_of(history, converged=True):
+    return {"init": "kmeans++", "tol_mode": "shift", "tol": 1e-4, "max_iter": 50, "iterations": len(history),
+            "converged": converged, "inertia": history[-1], "iterations_min": len(history),
+            "iterations_max": len(history), "ms_per_pass": 0.1, "inertia_history": history,
+            "shift_history": [1.0 / (i + 1) for i in range(len(history))]}
+
+
+def test_plots_phases_and_fit(tmp_path):
+    doc = doc_of([
+        row("assign/flash", median=0.5, impl="assign/flash_mma"),  # no phases: no phases_assign
+        row("update/atomic_scatter", median=0.4),
+        row("update/sort_inverse", median=1.0, phases=phases_of(sort=0.31, reduce=0.69)),
+        row("update/sort_inverse_det", N=8192, median=2.0, phases=phases_of(sort=0.75, reduce=1.25)),
+        row("update/sort_inverse_det", N=16384, median=3.0, phases=[{"name": "sort"}]),  # malformed: left out
+        row("lloyd/flash", median=3.0, phases=phases_of(assign=2.0, update=0.9, converge=0.1)),
+        row("fit/flash", median=40.0, phases=phases_of(init=4.0, iterations=36.0),
+            fit=fit_of([900.0, 400.0, 310.0, 300.5, 300.0])),
+        row("fit/naive_atomic", median=90.0, phases=phases_of(init=5.0, iterations=85.0),
+            fit=fit_of([950.0, 500.0, 420.0], converged=False)),
+        row("fit/cublas_atomic", status="incorrect", fit=fit_of([1000.0, 700.0])),  # untimed, still converged
+    ])
+    out = tmp_path / "p"
+    p = run("plot.py", write(tmp_path, "phases.json", doc), "--out", out)
+    assert p.returncode == 0, p.stderr
+    for name in ("phases_update", "phases_lloyd", "phases_fit", "fit_convergence", "speedup_update"):
+        written(out, name)
+    assert not list(out.glob("phases_assign.*")) and "skip phases" not in p.stdout
+    svg = (out / "phases_update.svg").read_text()  # matplotlib keeps each text as a comment
+    assert "Test GPU 80GB" in svg and "sort" in svg and "reduce" in svg
+    assert "0.31" in svg and "0.69" in svg and "2 ms" in svg  # segments and the sum of a bar
+    assert "update/sort_inverse_det" in svg and "8192" in svg and "16384" not in svg
+    svg = (out / "phases_lloyd.svg").read_text()
+    assert all(n in svg for n in ("assign", "update", "converge"))
+    svg = (out / "fit_convergence.svg").read_text()
+    assert "Test GPU 80GB" in svg and "fit/flash" in svg and "fit/naive_atomic" in svg
+    assert "5 it, converged" in svg and "3 it, not converged" in svg and "incorrect" in svg
+
+
+def test_plots_fit_without_history_skipped(tmp_path):
+    doc = doc_of([row("fit/flash", median=40.0, fit=fit_of([1.0])), row("lloyd/flash", median=3.0)])
+    doc["runs"][0]["fit"]["inertia_history"] = []
+    p = run("plot.py", write(tmp_path, "nofit.json", doc), "--out", tmp_path / "p", "--formats", "png")
+    assert p.returncode == 0, p.stderr
+    assert "skip fit_convergence: no fit row with an inertia_history" in p.stdout
+    assert "skip phases: no timed run has phases" in p.stdout
+    assert not list((tmp_path / "p").glob("fit_*")) and not list((tmp_path / "p").glob("phases_*"))
 
 
 def test_plots_bad_format(tmp_path):
@@ -400,3 +480,146 @@ def test_check_results_rejects_quantiles_out_of_order(tmp_path):
     r["timing"]["q1"], r["timing"]["q3"] = r["timing"]["q3"], r["timing"]["q1"]
     p = run("check_results.py", write(tmp_path, "order.json", doc))
     assert p.returncode == 1 and f"runs[{i}] ({r['variant']}).timing quantiles out of order" in p.stderr
+
+
+# --- heuristics.py --------------------------------------------------------------------------
+
+def heuristic_doc():
+    """Three comparable shapes (out of N order) with known ratios, and two that are not comparable:
+    N=2048: picks flash_mma, the best           ratio 1.0
+    N=4096: picks flash_wgmma, flash_mma best   ratio 1.9/2.0 = 0.95 (flash_simt n/s, its wall_s counts)
+    N=8192: picks flash_wgmma, which has no row ratio 3.2/4.0 = 0.8 (the missing candidate)
+    N=16384: assign/flash without candidates (skipped with a note); N=32768: candidates only (ignored)."""
+    return doc_of([
+        row("assign/flash", N=4096, median=2.0, impl="assign/flash_wgmma"),
+        row("assign/flash_mma", N=4096, median=1.9, wall_s=0.5),
+        row("assign/flash_wgmma", N=4096, median=2.0, wall_s=0.25),
+        row("assign/flash_simt", N=4096, status="not_supported", wall_s=0.125),
+        row("assign/cublas_gemm", N=4096, median=1.5, wall_s=8.0),  # not a candidate
+        row("assign/flash", N=8192, median=4.0, impl="assign/flash_wgmma"),
+        row("assign/flash_wgmma_bm256", N=8192, median=3.2, wall_s=1.0),
+        row("assign/flash", N=2048, median=1.0, impl="assign/flash_mma"),
+        row("assign/flash_mma", N=2048, median=1.0, wall_s=0.5),
+        row("assign/flash_wgmma", N=2048, median=1.2, wall_s=0.5),
+        row("assign/flash", N=16384, median=1.0, impl="assign/flash_mma"),
+        row("assign/flash_mma", N=32768, median=1.0),
+        row("update/atomic_scatter", N=4096, median=0.3),
+    ])
+
+
+def heuristic_rows(stdout):
+    """The table rows of heuristics.py's output, as lists of cells."""
+    return [[c.strip() for c in l.strip("|").split("|")] for l in stdout.splitlines()
+            if l.startswith("| ") and not l.startswith("| B×N×K×D")]
+
+
+def test_heuristics_math(tmp_path):
+    out = tmp_path / "h.json"
+    p = run("heuristics.py", write(tmp_path, "h.json.in", heuristic_doc()), "--json", out)
+    assert p.returncode == 1, p.stdout + p.stderr  # median 0.95 < 0.97 and minimum 0.8 < 0.9
+    rows = heuristic_rows(p.stdout)
+    assert [r[0] for r in rows] == ["1×2048×64×32", "1×4096×64×32", "1×8192×64×32"]  # sorted by N
+    assert [r[7] for r in rows] == ["1.000", "0.950", "0.800"]
+    assert [r[8] for r in rows] == ["yes", "no", "no (pick not measured)"]
+    assert rows[1][3:7] == ["assign/flash_wgmma", "2", "assign/flash_mma", "1.9"] and rows[1][9] == "2 of 3"
+    assert "- shapes: 3" in p.stdout and "- median best/heuristic: 0.950 (--min-median 0.97: MISSED)" in p.stdout
+    assert "- minimum best/heuristic: 0.800 at 1×8192×64×32 fp16 blobs seed 1 (--min-ratio 0.9: MISSED)" in p.stdout
+    assert "- heuristic picked the best candidate: 1 of 3 (33%)" in p.stdout
+    assert "- tuning time saved: 2.88 s" in p.stdout  # (0.5+0.25+0.125) + 1.0 + (0.5+0.5)
+    assert "skip 1×16384×64×32 fp16 blobs seed 1: no assign/flash_* row" in p.stdout
+    assert "flash_wgmma has no timed row" in p.stdout and "32768" not in p.stdout and "cublas" not in p.stdout
+    fails = [l for l in p.stdout.splitlines() if l.startswith("FAIL: ")]
+    assert len(fails) == 2 and "--min-median 0.97" in fails[0] and "--min-ratio 0.9" in fails[1]
+    data = json.loads(out.read_text())
+    shapes = {s["N"]: s for s in data["shapes"]}
+    assert shapes[4096]["ratio"] == pytest.approx(0.95) and shapes[4096]["best"] == "assign/flash_mma"
+    assert shapes[4096]["tuning_s"] == pytest.approx(0.875) and shapes[4096]["picked_best"] is False
+    assert shapes[4096]["candidates"]["assign/flash_simt"] == "n/s"
+    assert shapes[8192]["pick_measured"] is False and shapes[2048]["picked_best"] is True
+    summary = data["summary"]
+    assert summary["median_ratio"] == pytest.approx(0.95) and summary["min_ratio"] == pytest.approx(0.8)
+    assert summary["picked_best"] == 1 and summary["tuning_s"] == pytest.approx(2.875) and len(summary["failed"]) == 2
+
+
+@pytest.mark.parametrize("args,rc,missed", [
+    (["--min-median", "0.9", "--min-ratio", "0.8"], 0, []),  # at the threshold passes
+    (["--min-median", "0.95", "--min-ratio", "0.81"], 1, ["--min-ratio"]),
+    (["--min-median", "0.96", "--min-ratio", "0.5"], 1, ["--min-median"]),
+])
+def test_heuristics_thresholds(tmp_path, args, rc, missed):
+    p = run("heuristics.py", write(tmp_path, "h.json", heuristic_doc()), *args)
+    assert p.returncode == rc, p.stdout + p.stderr
+    fails = [l for l in p.stdout.splitlines() if l.startswith("FAIL: ")]
+    assert len(fails) == len(missed) and all(m in f for m, f in zip(missed, fails))
+
+
+def test_heuristics_even_count_median(tmp_path):
+    doc = heuristic_doc()
+    doc["runs"].append(row("assign/flash_mma", N=16384, median=0.5))  # the skipped shape: ratio 0.5
+    p = run("heuristics.py", write(tmp_path, "h.json", doc), "--min-median", "0", "--min-ratio", "0")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "- shapes: 4" in p.stdout and "- median best/heuristic: 0.875" in p.stdout  # (0.8 + 0.95) / 2
+    assert "- minimum best/heuristic: 0.500 at 1×16384×64×32" in p.stdout and "skip" not in p.stdout
+
+
+def test_heuristics_quick_and_merge(tmp_path):
+    doc = quick()
+    runs = [r for r in doc["runs"] if r["op"] == "assign" and r["variant"].startswith("assign/flash")]
+    flash = {dims(r): r for r in runs if r["variant"] == "assign/flash"}
+    out = tmp_path / "q.json"
+    p = run("heuristics.py", QUICK, "--min-median", "0", "--min-ratio", "0", "--json", out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0] == f"card: {doc['device']['name']} ({QUICK})"
+    shapes = json.loads(out.read_text())["shapes"]
+    assert len(shapes) == len(flash) == 3
+    for s in shapes:
+        key = f"{s['B']}×{s['N']}×{s['K']}×{s['D']}"
+        cands = {r["variant"]: r for r in runs if dims(r) == key and r["variant"] != "assign/flash"}
+        timed = {v: r["timing"]["median"] for v, r in cands.items() if r["status"] == "ok"}
+        best = min(timed, key=timed.get)
+        assert s["best"] == best and s["impl"] == flash[key]["impl"]
+        assert s["ratio"] == pytest.approx(timed[best] / flash[key]["timing"]["median"])
+        assert s["tuning_s"] == pytest.approx(sum(r["wall_s"] for r in cands.values()))
+    # a later file with a faster flash_simt on one shape: it becomes the best there, with a note
+    r = next(r for r in runs if r["variant"] == "assign/flash_simt" and r["status"] == "ok")
+    scale_timing(r, 1e-3)
+    doc["runs"] = [r]
+    p = run("heuristics.py", QUICK, write(tmp_path, "later.json", doc), "--json", out)
+    assert p.returncode == 1 and "FAIL: " in p.stdout, p.stdout + p.stderr
+    s = next(s for s in json.loads(out.read_text())["shapes"] if s["N"] == r["N"] and s["K"] == r["K"])
+    assert s["best"] == "assign/flash_simt" and s["picked_best"] is False and s["ratio"] < 0.1
+    assert "note: assign/flash_simt" in p.stdout and "later.json replaces" in p.stdout
+
+
+def test_heuristics_no_comparable_shape(tmp_path):
+    doc = doc_of([
+        row("assign/flash", N=1024, impl="assign/flash_mma"),  # no candidates
+        row("assign/flash", N=2048, impl="assign/flash_mma"),
+        row("assign/flash_mma", N=2048, status="out_of_memory"),  # no timed candidate
+        row("assign/flash", N=4096, status="not_supported"),
+        row("assign/flash_mma", N=4096, median=1.0),
+        row("assign/flash", N=8192),  # no impl
+        row("assign/flash_mma", N=8192, median=1.0),
+        row("assign/flash_wgmma", N=16384, median=1.0),  # no dispatcher
+    ])
+    p = run("heuristics.py", write(tmp_path, "none.json", doc))
+    assert p.returncode == 2 and p.stdout == "" and "no comparable shape" in p.stderr
+    for why in ("1×1024×64×32 fp16 blobs seed 1: no assign/flash_* row",
+                "1×2048×64×32 fp16 blobs seed 1: no timed assign/flash_* row (assign/flash_mma OOM)",
+                "1×4096×64×32 fp16 blobs seed 1: assign/flash is n/s",
+                "1×8192×64×32 fp16 blobs seed 1: the assign/flash row has no impl"):
+        assert why in p.stderr
+    assert "16384" not in p.stderr
+
+
+@pytest.mark.parametrize("args", [["--min-median", "abc"], ["--min-ratio", "-0.5"], ["--min-ratio", "nan"], []])
+def test_heuristics_bad_arguments(tmp_path, args):
+    path = write(tmp_path, "h.json", heuristic_doc())
+    p = run("heuristics.py", *([path] if args else []), *args)
+    assert p.returncode == 2 and p.stdout == "" and "usage:" in p.stderr
+
+
+def test_heuristics_unwritable_json(tmp_path):
+    p = run("heuristics.py", write(tmp_path, "h.json", heuristic_doc()), "--min-median", "0", "--min-ratio", "0",
+            "--json", tmp_path / "no" / "such" / "dir.json")
+    assert p.returncode == 2 and "dir.json" in p.stderr
