@@ -677,10 +677,11 @@ static fkm_status parse_fit(const parse_ctx *ctx, const cJSON *obj, const char *
   json_path p;
   if ((item = cJSON_GetObjectItemCaseSensitive(obj, "init"))) {
     p = path_key(path, "init");
-    if (!cJSON_IsString(item)) return type_error(ctx, p.s, "\"random\" or \"kmeans++\"", item);
+    if (!cJSON_IsString(item)) return type_error(ctx, p.s, "\"random\", \"kmeans++\" or \"kmeans||\"", item);
     if (strcmp(item->valuestring, "random") == 0) e->fit.init = FKM_INIT_RANDOM;
     else if (strcmp(item->valuestring, "kmeans++") == 0) e->fit.init = FKM_INIT_KMEANSPP;
-    else return input_error(ctx, p.s, "unknown init \"%.60s\" (expected random or kmeans++)", item->valuestring);
+    else if (strcmp(item->valuestring, "kmeans||") == 0) e->fit.init = FKM_INIT_KMEANS_PARALLEL;
+    else return input_error(ctx, p.s, "unknown init \"%.60s\" (expected random, kmeans++ or kmeans||)", item->valuestring);
   }
   if ((item = cJSON_GetObjectItemCaseSensitive(obj, "tol_mode"))) {
     p = path_key(path, "tol_mode");

@@ -36,7 +36,9 @@ void fkm_fit_defaults(fkm_fit_options *o) {
   o->seed = 1;
 }
 
-const char *fkm_init_name(fkm_init i) { return i == FKM_INIT_KMEANSPP ? "kmeans++" : "random"; }
+const char *fkm_init_name(fkm_init i) {
+  return i == FKM_INIT_KMEANSPP ? "kmeans++" : i == FKM_INIT_KMEANS_PARALLEL ? "kmeans||" : "random";
+}
 
 void fkm_fit_result_free(fkm_fit_result *r) {
   free(r->inertia_history);
@@ -244,8 +246,10 @@ static fkm_status fit_run(const fkm_fit_options *o, fit_buffers *f, int32_t *lab
 static double in_memory_bytes(const fkm_fit_options *o) {
   const double es = (double)fkm_dtype_size(o->dtype), pts = (double)o->B * (double)o->N;
   const double clusters = (double)o->B * (double)o->K;
-  return pts * (double)o->D * es + pts * 8.0 + pts * 20.0 + clusters * (double)o->D * (es + 8.0) + clusters * 4.0 +
-         (o->init == FKM_INIT_KMEANSPP ? 16.0 * (double)o->N : 0.0) + (double)(64u << 20);
+  /* k-means++: fp64 distances and scan per point; k-means||: 6 floats per point and 2K·5 candidates */
+  const double init = o->init == FKM_INIT_RANDOM ? 0.0 : 40.0 * (double)o->N + 10.0 * (double)o->K * (double)o->D * 8.0;
+  return pts * (double)o->D * es + pts * 8.0 + pts * 20.0 + clusters * (double)o->D * (es + 8.0) + clusters * 4.0 + init +
+         (double)(64u << 20);
 }
 
 fkm_status fkm_fit(const fkm_fit_options *o, const void *x, int32_t *labels, float *centroids, fkm_fit_result *r) {

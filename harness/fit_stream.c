@@ -423,7 +423,8 @@ static fkm_status fs_init(fs_ctx *F) {
   /* 1. A temporary device copy when it fits comfortably (with k-means++'s scratch). */
   size_t free_b = 0, total_b = 0;
   FKM_CUDA(cudaMemGetInfo(&free_b, &total_b));
-  const double kpp = o->init == FKM_INIT_KMEANSPP ? 16.0 * (double)o->N + (double)(64u << 20) : 0.0;
+  const double kpp = o->init == FKM_INIT_RANDOM ? 0.0
+                                                : 40.0 * (double)o->N + 80.0 * (double)o->K * (double)o->D + (double)(64u << 20);
   if ((double)xbytes + kpp <= 0.8 * (double)free_b) {
     if (cudaMalloc(&dcopy, xbytes) == cudaSuccess) {
       cudaError_t e = cudaMemcpyAsync(dcopy, F->x, xbytes, cudaMemcpyDefault, F->s_comp);

@@ -244,7 +244,7 @@ static int cmd_autotune(int argc, char **argv, int full_argc, char **full_argv) 
 }
 
 static const char *usage_fit =
-    "usage: flashkm fit --input X.npy --k K [--init random|kmeans++] [--tol T] [--tol-mode shift|inertia]\n"
+    "usage: flashkm fit --input X.npy --k K [--init random|kmeans++|kmeans||] [--tol T] [--tol-mode shift|inertia]\n"
     "                   [--max-iter M] [--seed S] [--dtype fp16|bf16|fp32] [--labels L.npy] [--centroids C.npy]\n"
     "                   [--assign VARIANT] [--update VARIANT] [--chunk-points N] [-q]\n"
     "\n"
@@ -253,7 +253,9 @@ static const char *usage_fit =
     "(int32, (N,) or (B, N)) and centroids (float32, (K, D) or (B, K, D)), prints a JSON summary\n"
     "(iterations, inertia per iteration, time) on stdout and one progress line per iteration on stderr.\n"
     "\n"
-    "  --init        random distinct points (default) or kmeans++\n"
+    "  --init        random distinct points (default), kmeans++ (greedy D² sampling; K passes over the\n"
+    "                data, slow for large N·K) or kmeans|| (5 oversampled rounds on tensor cores, then\n"
+    "                k-means++ on the candidates; for large K, plain D² sampling there)\n"
     "  --tol         stop when the largest centroid shift (absolute; default) or, with --tol-mode inertia,\n"
     "                the relative change of inertia is at most T (default 1e-4)\n"
     "  --max-iter    at most M iterations (default 300)\n"
@@ -322,7 +324,11 @@ static int cmd_fit(int argc, char **argv) {
     } else if (!strcmp(a, "--init")) {
       if (!strcmp(val, "random")) o.init = FKM_INIT_RANDOM;
       else if (!strcmp(val, "kmeans++")) o.init = FKM_INIT_KMEANSPP;
-      else { fprintf(stderr, "flashkm fit: --init is random or kmeans++, got '%s'\n", val); return FKM_EXIT_USAGE; }
+      else if (!strcmp(val, "kmeans||")) o.init = FKM_INIT_KMEANS_PARALLEL;
+      else {
+        fprintf(stderr, "flashkm fit: --init is random, kmeans++ or kmeans||, got '%s'\n", val);
+        return FKM_EXIT_USAGE;
+      }
     } else {
       fprintf(stderr, "flashkm fit: unknown option '%s'\n%s", a, usage_fit);
       return FKM_EXIT_USAGE;

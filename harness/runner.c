@@ -302,7 +302,7 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
  * every phase, after the timed samples (the events stay out of those). Each
  * phase's time is the median over the runs of the gap from the previous
  * phase's end (the first phase's: from the run's start). */
-#define FKM_PHASE_RUNS 9 /* at most; never more than the timed samples (a fit can take seconds), at least 3 */
+#define FKM_PHASE_RUNS 9 /* at most; never more than the timed samples (a fit can take seconds) */
 static fkm_status time_phases(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res) {
   const fkm_measure_cfg *m = &ctx->cfg->exps[c->exp_index].measure;
   const int n = fkm_phase_count(c->v);
@@ -318,7 +318,7 @@ static fkm_status time_phases(run_ctx *ctx, const fkm_case *c, const fkm_problem
   }
   fkm_problem q = *p;
   q.phase_marks = marks;
-  const int runs = res->samples < 3 ? 3 : res->samples > FKM_PHASE_RUNS ? FKM_PHASE_RUNS : res->samples;
+  const int runs = res->samples < 1 ? 1 : res->samples > FKM_PHASE_RUNS ? FKM_PHASE_RUNS : res->samples;
   fkm_nvtx_push("phases");
   for (int r = 0; r < runs && err == FKM_OK; r++) {
     if (m->flush_l2 && ctx->flush_buf) {

@@ -50,13 +50,15 @@ const char *fkm_last_error(void);
 
 /* ---- k-means fit (Lloyd's algorithm on the GPU) ---- */
 
-typedef enum { FKM_INIT_RANDOM = 0, FKM_INIT_KMEANSPP } fkm_init;
+typedef enum { FKM_INIT_RANDOM = 0, FKM_INIT_KMEANSPP, FKM_INIT_KMEANS_PARALLEL } fkm_init;
 typedef enum { FKM_TOL_SHIFT = 0, FKM_TOL_INERTIA } fkm_tol_mode;
 
 typedef struct {
   int64_t B, N, D, K;       /* B independent problems of N points in D dims, K clusters each */
   fkm_dtype dtype;          /* of the points */
-  fkm_init init;            /* random distinct points (default) or k-means++ */
+  fkm_init init;            /* random distinct points (default), k-means++ (greedy D² sampling, K
+                               rounds over all points) or k-means|| (a few oversampled rounds, then
+                               k-means++ on the candidates: much faster for large N·K) */
   fkm_tol_mode tol_mode;    /* stop when the largest centroid shift (absolute, default) or the
                                relative change of inertia falls below tol */
   double tol;               /* default 1e-4 */

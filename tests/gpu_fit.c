@@ -1,11 +1,12 @@
 /* gpu_fit.c — fkm_fit end to end on the GPU: on well separated blobs it
- * recovers the known centres (k-means++ and random init), the same seed gives
+ * recovers the known centres (k-means++, k-means|| and random init), the same seed gives
  * the same bytes, the inertia never rises between iterations, and bad options
  * are input errors. Skips (77) without a GPU. */
 #include "data.h"
 #include "dtype.h"
 #include "gen.h"
 #include "gpu_util.h"
+#include "init.h"
 
 #include <math.h>
 
@@ -81,6 +82,46 @@ int main(void) {
   }
   CHECK_MSG(fabs(inertia - r1.inertia) <= 1e-4 * inertia, "inertia %.9g, recomputed %.9g", r1.inertia, inertia);
   fkm_fit_result_free(&r1);
+
+  /* k-means||: recovers the centres, same seed same bytes, and its centres are data points. */
+  o.init = FKM_INIT_KMEANS_PARALLEL;
+  CHECK_MSG(fkm_fit(&o, h.x, l1, c1, &r1) == FKM_OK, "%s", fkm_last_error());
+  CHECK(r1.converged);
+  worst = worst_recovery(&s, 21, c1);
+  CHECK_MSG(worst < 0.1, "k-means|| fit: a true centre is %.3f from every centroid", worst);
+  printf("kmeans||: %d iterations, inertia %.6g, worst centre error %.4f, init %.3f s\n", r1.iterations, r1.inertia,
+         worst, r1.init_seconds);
+  CHECK(fkm_fit(&o, h.x, l2, c2, &r2) == FKM_OK);
+  CHECK(!memcmp(l1, l2, sizeof(int32_t) * 40000));
+  CHECK(!memcmp(c1, c2, sizeof(float) * 2 * 16 * 32));
+  fkm_fit_result_free(&r1);
+  fkm_fit_result_free(&r2);
+  {
+    void *dx = NULL;
+    float *dc = NULL, *hc = malloc(sizeof(float) * 2 * 16 * 32);
+    const size_t xbytes = (size_t)(s.B * s.N * s.D) * fkm_dtype_size(s.dtype);
+    CHECK(cudaMalloc(&dx, xbytes) == cudaSuccess && cudaMalloc((void **)&dc, sizeof(float) * 2 * 16 * 32) == cudaSuccess);
+    CHECK(cudaMemcpy(dx, h.x, xbytes, cudaMemcpyHostToDevice) == cudaSuccess);
+    CHECK_MSG(fkm_init_centroids(&s, FKM_INIT_KMEANS_PARALLEL, 5, dx, dc, 0) == FKM_OK, "%s", fkm_last_error());
+    CHECK(cudaMemcpy(hc, dc, sizeof(float) * 2 * 16 * 32, cudaMemcpyDeviceToHost) == cudaSuccess);
+    int64_t not_points = 0, repeated = 0;
+    for (int64_t b = 0; b < s.B; b++)
+      for (int64_t k = 0; k < s.K; k++) {
+        const float *c = hc + (b * s.K + k) * s.D;
+        int found = 0;
+        for (int64_t n = 0; n < s.N && !found; n++) {
+          found = 1;
+          for (int64_t d = 0; d < s.D && found; d++) found = fkm_load_as_f32(h.x, s.dtype, (b * s.N + n) * s.D + d) == c[d];
+        }
+        not_points += !found;
+        for (int64_t j = 0; j < k; j++) repeated += !memcmp(c, hc + (b * s.K + j) * s.D, sizeof(float) * (size_t)s.D);
+      }
+    CHECK_EQ_INT(not_points, 0);
+    CHECK_EQ_INT(repeated, 0);
+    cudaFree(dx);
+    cudaFree(dc);
+    free(hc);
+  }
 
   /* Random init (the paper's) with the relative-inertia stopping rule. */
   o.init = FKM_INIT_RANDOM;

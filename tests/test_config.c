@@ -530,7 +530,7 @@ static void test_fit_block(void) {
                      " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'max_iter': 5}}]}",
                      "experiments[0].fit", "op \"fit\" experiments only");
   expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
-                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'init': 'kmeans||'}}]}",
+                     " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'init': 'kmeans--'}}]}",
                      "experiments[0].fit.init", "unknown init");
   expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash'],"
                      " 'axes': {'N': 100, 'K': 8, 'D': 4}, 'fit': {'max_iter': 0}}]}",
