@@ -4,6 +4,7 @@
 #include "config.h"
 #include "data.h"
 #include "device.h"
+#include "dist.h"
 #include "dtype.h"
 #include "gen.h"
 #include "info.h"
@@ -27,6 +28,7 @@ static const char *usage_main =
     "  fit          cluster a .npy file: labels and centroids to .npy\n"
     "  gen          write the harness's seeded test data to .npy (for fit, peers, other tools)\n"
     "  autotune     time the FlashAssign implementations on a config's shapes; cache the fastest\n"
+    "  dist         Lloyd over several GPUs (one process each, NCCL all-reduce), with scaling figures\n"
     "\n"
     "`flashkm <command> --help` describes each command.\n";
 
@@ -586,6 +588,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "fit")) return cmd_fit(argc - 2, argv + 2);
   if (!strcmp(cmd, "gen")) return cmd_gen(argc - 2, argv + 2);
   if (!strcmp(cmd, "autotune")) return cmd_autotune(argc - 2, argv + 2, argc, argv);
+  if (!strcmp(cmd, "dist")) return fkm_dist_command(argc - 2, argv + 2, argc, argv);
   fprintf(stderr, "flashkm: unknown command '%s'\n\n%s", cmd, usage_main);
   return FKM_EXIT_USAGE;
 }

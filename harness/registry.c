@@ -16,6 +16,7 @@ extern const fkm_variant fkm_assign_flash_wgmma_bm256;
 extern const fkm_variant fkm_assign_flash;
 extern const fkm_variant fkm_update_sort_inverse;
 extern const fkm_variant fkm_update_sort_inverse_det;
+extern const fkm_variant fkm_update_fixed_point;
 extern const fkm_variant fkm_lloyd_naive_atomic;
 extern const fkm_variant fkm_lloyd_cublas_atomic;
 extern const fkm_variant fkm_lloyd_flash;
@@ -38,6 +39,7 @@ static const fkm_variant *const registry[] = {
     &fkm_assign_flash,
     &fkm_update_sort_inverse,
     &fkm_update_sort_inverse_det,
+    &fkm_update_fixed_point,
     &fkm_lloyd_naive_atomic,
     &fkm_lloyd_cublas_atomic,
     &fkm_lloyd_flash,

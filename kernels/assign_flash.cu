@@ -30,19 +30,21 @@ static const fkm_variant *usable(const char *name, const fkm_shape *s, const fkm
   return v;
 }
 
-/* The heuristic, from the H100 ablation (results/h100/ablation_assign.json,
- * fp16, N = 1M; medians in ms, the winner first):
- *  - little work per point (D <= 64 up to K = 8192, or K <= 256 with D <= 128):
- *    flash_mma, whose warps stream X with all centroids resident in shared
- *    memory and no warpgroup-wide epilogue to wait for. K=1024 D=64: mma 0.561,
- *    wgmma 0.598; K=8192 D=64: 4.12 vs 4.43; K=128 D=128: 0.128 vs 0.138.
- *  - many centroid tiles per point tile (K >= 4096): flash_wgmma_bm256, whose
+/* The heuristic, from the H100 ablations (results/h100/ablation_assign.json
+ * and ablation_heuristics.json, fp16; medians in ms, the winner first):
+ *  - little work per point and enough points: flash_mma, whose 128-point
+ *    blocks stream X with all centroids resident in shared memory and no
+ *    warpgroup-wide epilogue to wait for — D <= 64 up to K = 8192, or
+ *    K <= 256 with D <= 128 (1M x 1024 x 64: 0.550 vs wgmma 0.598; 10M x 8192
+ *    x 64: 38.8 vs bm256 40.3; 1M x 128 x 128: 0.128 vs 0.138). Its blocks
+ *    need about 16 per SM (B*N >= 16 * 128 * SMs, ~270K points on an H100) to
+ *    hide their latency: 65536 x 1024 x 64 runs 0.047 on wgmma, 0.052 on mma.
+ *  - many centroid tiles per point tile (K >= 8192): flash_wgmma_bm256, whose
  *    256-point blocks read each centroid tile from L2 once per 256 points
- *    instead of 128 and pay the fold's fixed costs half as often. K=8192
- *    D=128: 5.14 vs 5.37; K=65536 D=128: 38.7 vs 43.6; D=512: 108.5 vs 112.3;
- *    D=64: 30.9 (mma 32.7). At K = 1024 its serialised fold loses (0.811 vs
- *    0.710), and it needs enough point tiles to fill the SMs: with fewer than
- *    two 256-point tiles per SM, BM = 128 keeps every SM busy instead.
+ *    instead of 128 and pay the fold's fixed costs half as often: 1M x 8192 x
+ *    128 5.14 vs 5.37, 1M x 65536 x 128 38.7 vs 43.6, 65536 x 8192 x 64 0.287
+ *    vs 0.337 (mma); at K = 4096 its serialised fold still loses (1M x 4096 x
+ *    512: 7.45 vs 6.57).
  *  - otherwise flash_wgmma (BM = 128).
  * Each list ends in the portable implementations (flash_mma: sm80+, fp16/bf16;
  * flash_simt: anything). */
@@ -51,11 +53,11 @@ static const fkm_variant *heuristic(const fkm_shape *s, const fkm_device *dev) {
   static const char *const bm256_first[] = {"assign/flash_wgmma_bm256", "assign/flash_wgmma", "assign/flash_mma",
                                             "assign/flash_simt", NULL};
   static const char *const wgmma_first[] = {"assign/flash_wgmma", "assign/flash_mma", "assign/flash_simt", NULL};
-  const int64_t tiles256 = s->B * ((s->N + 255) / 256);
-  const int fills_sms = dev->sm_count <= 0 || tiles256 >= 2 * (int64_t)dev->sm_count;
+  const int64_t sms = dev->sm_count > 0 ? dev->sm_count : 132;
+  const int mma_fills = s->B * s->N >= 16 * 128 * sms;
   const char *const *order = wgmma_first;
-  if ((s->D <= 64 && s->K <= 8192) || (s->K <= 256 && s->D <= 128)) order = mma_first;
-  else if (s->K >= 4096 && fills_sms) order = bm256_first;
+  if ((s->D <= 64 && s->K <= 8192 && mma_fills) || (s->K <= 256 && s->D <= 128)) order = mma_first;
+  else if (s->K >= 8192) order = bm256_first;
   for (int i = 0; order[i]; i++) {
     const fkm_variant *v = usable(order[i], s, dev);
     if (v) return v;

@@ -27,6 +27,10 @@ status=0
 step() { echo; echo "=== $* ==="; }
 
 cmake_extra=()
+# NCCL for `flashkm dist`: the CUDA toolkit's, else the nvidia-nccl wheel beside PyTorch.
+if [ -z "${NCCL_ROOT:-}" ] && ! ls /usr/local/cuda/include/nccl.h >/dev/null 2>&1; then
+  NCCL_ROOT=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null) && export NCCL_ROOT
+fi
 if ls .deps/*.deb >/dev/null 2>&1; then
   root=$PWD/.deps/root
   mkdir -p "$root"

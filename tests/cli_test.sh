@@ -123,5 +123,32 @@ expect_rc 2 "gen K > N" "$bin" gen --n 10 --d 2 --k 11 -o "$tmp/g4.npy"
 expect_rc 2 "gen bad data" "$bin" gen --n 10 --d 2 --k 3 --data zipf -o "$tmp/g4.npy"
 expect_rc 2 "gen centres of normal data" "$bin" gen --n 10 --d 2 --k 3 --data normal -o "$tmp/g4.npy" --centres "$tmp/g4c.npy"
 
+# autotune: the cache from a results file (no GPU needed), and its errors.
+expect_rc 0 "autotune --help" "$bin" autotune --help
+expect_rc 0 "autotune --from" "$bin" autotune --from results/h100/ablation_assign.json --cache "$tmp/at/cache.json"
+python3 - "$tmp/at/cache.json" <<'PY' && ok || fail "autotune cache: unexpected content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["format"] == "flashkm-autotune-1" and len(d["entries"]) == 16
+best = {(e["D"], e["K_log2"]): e["impl"] for e in d["entries"]}
+assert best[(128, 16)] == "assign/flash_wgmma_bm256" and best[(128, 7)] == "assign/flash_mma", best
+PY
+expect_rc 2 "autotune without CONFIG or --from" "$bin" autotune
+expect_rc 2 "autotune --from a missing file" "$bin" autotune --from "$tmp/none.json" --cache "$tmp/at/c2.json"
+echo '{"hello": 1}' >"$tmp/at/foreign.json"
+expect_rc 2 "autotune refuses to overwrite a foreign file" "$bin" autotune --from results/h100/quick.json --cache "$tmp/at/foreign.json"
+grep -q hello "$tmp/at/foreign.json" && ok || fail "autotune overwrote a file that is not its cache"
+FKM_AUTOTUNE_CACHE=off expect_rc 2 "autotune with the cache off" "$bin" autotune --from results/h100/quick.json
+
+# dist: argument errors are caught before any GPU or NCCL work.
+expect_rc 0 "dist --help" "$bin" dist --help
+expect_rc 2 "dist without a shape" "$bin" dist --gpus 2
+expect_rc 2 "dist K > N" "$bin" dist --gpus 2 --n 10 --k 11 --d 4
+expect_rc 2 "dist duplicate GPUs" "$bin" dist --gpus 0,0 --n 100 --k 4 --d 4
+expect_rc 2 "dist --gpus with --rank" "$bin" dist --gpus 0,1 --rank 0 --nranks 2 --id-file "$tmp/id" --n 100 --k 4 --d 4
+expect_rc 2 "dist without ranks" "$bin" dist --n 100 --k 4 --d 4
+expect_rc 2 "dist --iters with --fit" "$bin" dist --gpus 1 --n 100 --k 4 --d 4 --fit --iters 3
+expect_rc 2 "dist rank beyond nranks" "$bin" dist --rank 2 --nranks 2 --id-file "$tmp/id" --n 100 --k 4 --d 4
+
 echo "cli_test: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

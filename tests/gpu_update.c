@@ -19,9 +19,10 @@ static const shape_case shapes[] = {
     {2, 40000, 9000, 16, FKM_DATA_SKEWED, 1},
 };
 
+/* The variants that promise the same bytes from run to run. */
 static int is_det(const fkm_variant *v) {
   size_t n = strlen(v->name);
-  return n > 4 && !strcmp(v->name + n - 4, "_det");
+  return (n > 4 && !strcmp(v->name + n - 4, "_det")) || !strcmp(v->name, "update/fixed_point");
 }
 
 static void check_one(const fkm_variant *v, const shape_case *sc, fkm_dtype t) {
