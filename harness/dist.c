@@ -517,15 +517,20 @@ static fkm_status rank_run(const dist_opts *o, int rank, int nranks, int device,
     fkm_nvtx_pop();
     if (st != FKM_OK) goto done;
     have_full = 1;
-    DCUDA(cudaMalloc(&R.xs, (size_t)(B * len * D) * es), "slice of x");
-    DCUDA(cudaMemcpy2DAsync(R.xs, (size_t)(len * D) * es, (const char *)full.x + (size_t)(n0 * D) * es,
-                            (size_t)(o->N * D) * es, (size_t)(len * D) * es, (size_t)B, cudaMemcpyDeviceToDevice,
-                            R.stream),
-          "slice of x");
+    if (nranks == 1) { /* the slice is everything: keep the data instead of a copy */
+      R.xs = full.x;
+      full.x = NULL;
+    } else {
+      DCUDA(cudaMalloc(&R.xs, (size_t)(B * len * D) * es), "slice of x");
+      DCUDA(cudaMemcpy2DAsync(R.xs, (size_t)(len * D) * es, (const char *)full.x + (size_t)(n0 * D) * es,
+                              (size_t)(o->N * D) * es, (size_t)(len * D) * es, (size_t)B, cudaMemcpyDeviceToDevice,
+                              R.stream),
+            "slice of x");
+    }
     DCUDA(cudaMalloc((void **)&R.c_a, sizeof(float) * (size_t)(BK * D)), "centroids");
     DCUDA(cudaMalloc((void **)&R.c_b, sizeof(float) * (size_t)(BK * D)), "centroids");
     fkm_nvtx_push("init");
-    st = fkm_init_centroids(&s, o->init, o->seed, full.x, R.c_a, R.stream);
+    st = fkm_init_centroids(&s, o->init, o->seed, nranks == 1 ? R.xs : full.x, R.c_a, R.stream);
     fkm_nvtx_pop();
     if (st != FKM_OK) goto done;
     DTRY(wait_stream(&R, o->timeout_s, "initialisation"));
@@ -870,27 +875,40 @@ static cJSON *make_row(const dist_opts *o, cJSON *rep, int n) {
   return row;
 }
 
-static void set_outcome(cJSON *row, const char *status, const char *reason, cJSON *validation, cJSON *timing) {
+static void set_outcome(const dist_opts *o, cJSON *row, const char *status, const char *reason, cJSON *validation,
+                        cJSON *timing, double wall_s) {
   cJSON_AddStringToObject(row, "status", status);
   if (reason && reason[0]) cJSON_AddStringToObject(row, "reason", reason);
   else cJSON_AddNullToObject(row, "reason");
   if (strcmp(status, "error") == 0) cJSON_AddStringToObject(row, "error_kind", "cuda_error");
   if (validation) cJSON_AddItemToObject(row, "validation", validation);
   else cJSON_AddNullToObject(row, "validation");
-  if (timing && strcmp(status, "ok") == 0) cJSON_AddItemToObject(row, "timing", timing);
-  else {
+  const cJSON *med = timing ? cJSON_GetObjectItemCaseSensitive(timing, "median") : NULL;
+  if (timing && strcmp(status, "ok") == 0 && cJSON_IsNumber(med) && med->valuedouble > 0) {
+    cJSON_AddItemToObject(row, "timing", timing);
+    /* One iteration's work, as the lloyd op counts it: the distance GEMM, X read twice. */
+    const double es = (double)fkm_dtype_size(o->dtype), B = (double)o->B, N = (double)o->N, K = (double)o->K,
+                 D = (double)o->D, sec = med->valuedouble * 1e-3;
+    const double flops = 2.0 * B * N * K * D + B * N * D;
+    const double bytes = 2.0 * B * N * D * es + B * K * D * es + B * N * 12.0 + B * K * D * 8.0 + B * K * 4.0;
+    cJSON *d = cJSON_AddObjectToObject(row, "derived");
+    cJSON_AddNumberToObject(d, "flops", flops);
+    cJSON_AddNumberToObject(d, "bytes", bytes);
+    cJSON_AddNumberToObject(d, "tflops", flops / sec / 1e12);
+    cJSON_AddNumberToObject(d, "gbps", bytes / sec / 1e9);
+  } else {
     cJSON_Delete(timing);
     cJSON_AddNullToObject(row, "timing");
   }
   cJSON_AddNullToObject(row, "device_bytes");
-  cJSON_AddNumberToObject(row, "wall_s", 0);
+  cJSON_AddNumberToObject(row, "wall_s", wall_s);
 }
 
 /* The results file from the reports of a 1-GPU run (rep1, may be NULL) and
  * the n-GPU run (repn; NULL when it failed, with `failure` saying why). Rows
  * for what ran are kept whatever failed after. 0 when everything was ok. */
 static int write_results(const dist_opts *o, const char *rep1, const char *cent1, int n, const char *repn,
-                         const char *centn, const char *failure) {
+                         const char *centn, const char *failure, double wall1, double walln) {
   cJSON *r1 = rep1 ? read_json(rep1) : NULL, *rn = repn ? read_json(repn) : NULL;
   int rc = 0;
   cJSON *root = cJSON_CreateObject();
@@ -898,7 +916,12 @@ static int write_results(const dist_opts *o, const char *rep1, const char *cent1
   cJSON_AddStringToObject(root, "state", "complete");
   cJSON_AddItemToObject(root, "meta", fkm_info_meta(o->argc, o->argv, NULL, NULL));
   cJSON *dev = rn ? cJSON_DetachItemFromObject(rn, "device") : r1 ? cJSON_DetachItemFromObject(r1, "device") : NULL;
-  cJSON_AddItemToObject(root, "device", dev ? dev : cJSON_CreateNull());
+  if (!dev) { /* no rank got as far as its report: describe the device from here (every fork is over) */
+    fkm_device d;
+    fkm_device_query(&d);
+    dev = fkm_info_device(&d);
+  }
+  cJSON_AddItemToObject(root, "device", dev);
   cJSON_AddNullToObject(root, "ceilings");
   cJSON *runs = cJSON_AddArrayToObject(root, "runs");
   double t1 = 0;
@@ -914,8 +937,8 @@ static int write_results(const dist_opts *o, const char *rep1, const char *cent1
     cJSON *t = cJSON_DetachItemFromObject(r1, "timing");
     const cJSON *med = cJSON_GetObjectItemCaseSensitive(t, "median");
     t1 = cJSON_IsNumber(med) ? med->valuedouble : 0;
-    set_outcome(row, ok1 ? "ok" : "incorrect", ok1 ? NULL : (cJSON_IsString(detail) ? detail->valuestring : "failed"), v,
-                t);
+    set_outcome(o, row, ok1 ? "ok" : "incorrect", ok1 ? NULL : (cJSON_IsString(detail) ? detail->valuestring : "failed"), v,
+                t, wall1);
     cJSON_AddItemToArray(runs, row);
     rc |= !ok1;
   }
@@ -956,12 +979,12 @@ static int write_results(const dist_opts *o, const char *rep1, const char *cent1
         fprintf(stderr, "flashkm dist: %.3f ms per iteration on 1 GPU, %.3f ms on %d: speedup %.2fx, efficiency %.2f\n",
                 t1, tn, n, t1 / tn, t1 / tn / n);
     }
-    set_outcome(row, okn ? "ok" : "incorrect", reason, v, t);
+    set_outcome(o, row, okn ? "ok" : "incorrect", reason, v, t, walln);
     cJSON_AddItemToArray(runs, row);
     rc |= !okn;
   } else if (failure) {
     cJSON *row = make_row(o, NULL, n);
-    set_outcome(row, "error", failure, NULL, NULL);
+    set_outcome(o, row, "error", failure, NULL, NULL, walln);
     cJSON_AddItemToArray(runs, row);
     rc = 1;
   }
@@ -992,20 +1015,24 @@ static int supervise(const dist_opts *o) {
   const char *cn = o->centroids ? o->centroids : centn;
   const int scaling = o->scaling && o->n_gpus > 1;
   int have1 = 0, haven = 0;
+  double wall1 = 0, walln = 0, t0 = now_s();
   if (scaling) {
     if (!o->quiet) fprintf(stderr, "flashkm dist: 1 GPU (GPU %d) first, for the speedup and the bitwise check\n", o->gpus[0]);
     have1 = run_ranks(o, o->gpus, 1, dir, rep1, cent1, failure, sizeof failure) == 0;
+    wall1 = now_s() - t0;
   }
   if (!scaling || have1) {
     if (!o->quiet) fprintf(stderr, "flashkm dist: %d GPU%s\n", o->n_gpus, o->n_gpus > 1 ? "s" : "");
+    t0 = now_s();
     haven = run_ranks(o, o->gpus, o->n_gpus, dir, repn, cn, failure, sizeof failure) == 0;
+    walln = now_s() - t0;
   }
   int rc;
   if (!have1 && !haven && scaling) {
     fprintf(stderr, "flashkm dist: the 1-GPU run failed: %s\n", failure);
     rc = 1;
   } else {
-    rc = write_results(o, have1 ? rep1 : NULL, cent1, o->n_gpus, haven ? repn : NULL, cn, failure);
+    rc = write_results(o, have1 ? rep1 : NULL, cent1, o->n_gpus, haven ? repn : NULL, cn, failure, wall1, walln);
   }
   remove(rep1);
   remove(repn);
@@ -1032,13 +1059,14 @@ int fkm_dist_command(int argc, char **argv, int full_argc, char **full_argv) {
    * comparison here: run the job once with --nranks 1 for it). */
   char report[1200];
   snprintf(report, sizeof report, "%s.rank0.tmp", o.out);
+  const double t0 = now_s();
   fkm_status st = rank_run(&o, o.rank, o.nranks, o.device, o.id_file, report, o.centroids);
   if (st != FKM_OK) {
     fprintf(stderr, "flashkm dist: rank %d (GPU %d): %s\n", o.rank, o.device, fkm_last_error());
     return 1;
   }
   if (o.rank != 0) return 0;
-  rc = write_results(&o, NULL, NULL, o.nranks, report, o.centroids, NULL);
+  rc = write_results(&o, NULL, NULL, o.nranks, report, o.centroids, NULL, 0, now_s() - t0);
   remove(report);
   return rc;
 }

@@ -95,6 +95,8 @@ cJSON *fkm_info_meta(int argc, char **argv, const fkm_config *cfg, const char *f
     cJSON_AddStringToObject(c, "name", cfg->name);
     cJSON_AddStringToObject(c, "description", cfg->description);
     cJSON_AddStringToObject(c, "fnv1a64", hash);
+  } else {
+    cJSON_AddNullToObject(o, "config"); /* a command without a config (flashkm dist) */
   }
   if (filter) cJSON_AddStringToObject(o, "filter", filter);
   else cJSON_AddNullToObject(o, "filter");
