@@ -27,4 +27,14 @@ rc=0
 if [ "$rc" -eq 5 ]; then
   echo "test.sh: pytest collected no tests in tests/python" >&2
 fi
-exit "$rc"
+[ "$rc" -eq 0 ] || exit "$rc"
+
+# The committed regression gate: every GPU directory's latest regress run
+# against its baseline (both measured on that card; no GPU needed to compare).
+for base in results/*/baseline.json; do
+  [ -f "$base" ] || continue
+  latest=$(dirname "$base")/regress.json
+  [ -f "$latest" ] || { echo "test.sh: $base has no regress.json beside it" >&2; exit 1; }
+  echo "test.sh: compare.py $base $latest"
+  "$py" scripts/compare.py "$base" "$latest" >/dev/null || { "$py" scripts/compare.py "$base" "$latest" | tail -20; exit 1; }
+done
