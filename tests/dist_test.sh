@@ -4,7 +4,7 @@
 # GPUs the R-GPU centroids are bitwise those of 1 GPU and of a second run, a
 # rank killed mid-run ends the job with a message naming it (no hang) and the
 # 1-GPU row survives, a job launched rank by rank through an id file gives the
-# same centroids, and a fit converges.
+# same centroids, and a fit stops at the same iteration with the same centroids.
 # usage: dist_test.sh FLASHKM_BINARY   (run from the repository root)
 set -u
 bin=$1
@@ -17,7 +17,7 @@ ok() { passes=$((passes + 1)); }
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 shape=(--n 300000 --k 100 --d 64 --dtype fp16 --data blobs --seed 3)
 check() { # results-file python-assertion description
-  python3 - "$1" "$2" <<'PY' && ok || fail "$3: $(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["runs"])[:600])' "$1" 2>&1)"
+  python3 - "$1" "$2" <<'PY' && ok || fail "$3: $(python3 -c 'import json,sys; print(json.dumps([{k: r.get(k) for k in ("variant", "status", "reason", "validation")} | {"dist": {k: v for k, v in r.get("dist", {}).items() if k != "per_rank"}} for r in json.load(open(sys.argv[1]))["runs"]]))' "$1" 2>&1)"
 import json, sys
 runs = json.load(open(sys.argv[1]))["runs"]
 assert eval(sys.argv[2]), sys.argv[2]
@@ -57,9 +57,11 @@ if [ "$ngpu" -ge 2 ]; then
   cmp -s "$tmp/c_one.bin" "$tmp/c_ranked.bin" && ok || fail "id-file job: centroids differ from 1 GPU"
   check "$tmp/ranked.json" 'len(runs) == 1 and runs[0]["status"] == "ok" and runs[0]["dist"]["ranks"] == 2' "id-file job results"
 
-  "$bin" dist --gpus 0,1 "${shape[@]}" --fit --tol 1e-3 --max-iter 100 -q -o "$tmp/fit.json" 2>"$tmp/err" \
+  # A fit: the same iterations and convergence decision on 1 and 2 GPUs (every rank
+  # takes it from the same all-reduced sums), and the same centroids.
+  "$bin" dist --gpus 0,1 "${shape[@]}" --fit --tol 1e-2 --max-iter 60 -q -o "$tmp/fit.json" 2>"$tmp/err" \
     && ok || fail "2-GPU fit: $(tail -3 "$tmp/err")"
-  check "$tmp/fit.json" 'runs[1]["op"] == "fit" and runs[1]["dist"]["converged"] and runs[1]["validation"]["agrees_with_one_gpu"] == "bitwise"' "2-GPU fit converges like 1 GPU"
+  check "$tmp/fit.json" 'runs[1]["op"] == "fit" and runs[1]["dist"]["iterations"] == runs[0]["dist"]["iterations"] and runs[1]["dist"]["converged"] == runs[0]["dist"]["converged"] and runs[1]["validation"]["agrees_with_one_gpu"] == "bitwise"' "2-GPU fit stops like 1 GPU"
 else
   echo "dist_test: one GPU: the multi-GPU checks need two (skipped)"
 fi
