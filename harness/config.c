@@ -711,9 +711,40 @@ static fkm_status parse_fit(const parse_ctx *ctx, const cJSON *obj, const char *
   return FKM_OK;
 }
 
+/* "gpus": a count (GPUs 0 .. n-1) or a list of distinct GPU ordinals, for the
+ * multi-GPU variants of op lloyd / fit. */
+static fkm_status parse_gpus(const parse_ctx *ctx, const cJSON *obj, const char *path, fkm_experiment *e) {
+  e->n_gpus = 0;
+  if (!obj) return FKM_OK;
+  if (e->op != FKM_OP_LLOYD && e->op != FKM_OP_FIT)
+    return input_error(ctx, path, "gpus belongs to op \"lloyd\" and \"fit\" experiments only");
+  const int cap = (int)(sizeof e->gpus / sizeof e->gpus[0]);
+  if (cJSON_IsNumber(obj)) {
+    int64_t n;
+    FKM_TRY(read_int(ctx, obj, path, 1, cap, "a GPU count from 1 to 64, or a list of GPU ordinals", &n));
+    for (int i = 0; i < n; i++) e->gpus[i] = i;
+    e->n_gpus = (int)n;
+    return FKM_OK;
+  }
+  if (!cJSON_IsArray(obj) || cJSON_GetArraySize(obj) == 0)
+    return type_error(ctx, path, "a GPU count or a non-empty list of GPU ordinals", obj);
+  if (cJSON_GetArraySize(obj) > cap) return input_error(ctx, path, "more than %d GPUs", cap);
+  int i = 0;
+  for (const cJSON *el = obj->child; el; el = el->next, i++) {
+    json_path p = path_index(path, i);
+    int64_t g;
+    FKM_TRY(read_int(ctx, el, p.s, 0, 1023, "a GPU ordinal (0 to 1023)", &g));
+    for (int j = 0; j < i; j++)
+      if (e->gpus[j] == (int)g) return input_error(ctx, p.s, "GPU %d is listed twice", (int)g);
+    e->gpus[i] = (int)g;
+  }
+  e->n_gpus = i;
+  return FKM_OK;
+}
+
 static fkm_status parse_experiment(const parse_ctx *ctx, const cJSON *obj, int index, const fkm_measure_cfg *base,
                                    fkm_experiment *e) {
-  static const char *const keys[] = {"name", "op", "variants", "axes", "measure", "fit"};
+  static const char *const keys[] = {"name", "op", "variants", "axes", "measure", "fit", "gpus"};
   json_path exp_path = path_index("experiments", index);
   FKM_TRY(require_object(ctx, obj, exp_path.s));
   FKM_TRY(check_object_keys(ctx, obj, exp_path.s, keys, (int)(sizeof keys / sizeof keys[0])));
@@ -741,6 +772,8 @@ static fkm_status parse_experiment(const parse_ctx *ctx, const cJSON *obj, int i
 
   p = path_key(exp_path.s, "fit");
   FKM_TRY(parse_fit(ctx, cJSON_GetObjectItemCaseSensitive(obj, "fit"), p.s, e));
+  p = path_key(exp_path.s, "gpus");
+  FKM_TRY(parse_gpus(ctx, cJSON_GetObjectItemCaseSensitive(obj, "gpus"), p.s, e));
 
   p = path_key(exp_path.s, "measure");
   return parse_measure(ctx, cJSON_GetObjectItemCaseSensitive(obj, "measure"), p.s, base, &e->measure);

@@ -50,6 +50,10 @@ typedef struct {
    * each variant must agree with the first variant's on the same data. */
   fkm_fit_options fit;
   double fit_inertia_rtol;
+  /* op lloyd / fit ("gpus"): the GPUs of the multi-GPU variants (lloyd/flash_nccl,
+   * fit/flash_nccl), which run through `flashkm dist`; n_gpus 0: GPU 0 alone. */
+  int gpus[64];
+  int n_gpus;
 } fkm_experiment;
 
 typedef struct {

@@ -27,6 +27,7 @@
 #include "runner.h"
 #include "stats.h"
 #include "validate.h"
+#include "variant.h"
 
 #include <errno.h>
 #include <math.h>
@@ -46,7 +47,6 @@
 #include "dist_kernels.h"
 #include "lloyd.h"
 #include "nvtx.h"
-#include "variant.h"
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 #endif
@@ -1090,3 +1090,31 @@ int fkm_dist_command(int argc, char **argv, int full_argc, char **full_argv) {
 }
 
 #endif
+
+/* ---- the registry's multi-GPU variants: the runner starts `flashkm dist` for them ---- */
+
+static fkm_status nccl_supports(const fkm_shape *s, const fkm_device *dev, char *why, size_t n) {
+  (void)dev;
+#ifndef FKM_HAVE_NCCL
+  (void)s;
+  snprintf(why, n, "this build has no NCCL (set NCCL_ROOT and reconfigure)");
+  return FKM_ERR_NOT_SUPPORTED;
+#else
+  if (s->K > s->N) {
+    snprintf(why, n, "K=%lld exceeds N=%lld", (long long)s->K, (long long)s->N);
+    return FKM_ERR_NOT_SUPPORTED;
+  }
+  return FKM_OK;
+#endif
+}
+
+const fkm_variant fkm_lloyd_flash_nccl = {
+    "lloyd/flash_nccl", FKM_OP_LLOYD,
+    "Lloyd iterations on the experiment's GPUs, one process each (flashkm dist): FlashAssign on each rank's slice, "
+    "exact fixed-point sums, one ncclAllReduce; rows for 1 GPU and for all, with speedup and efficiency",
+    70, 0, nccl_supports, NULL, NULL, NULL, NULL, NULL, NULL, 1};
+
+const fkm_variant fkm_fit_flash_nccl = {
+    "fit/flash_nccl", FKM_OP_FIT,
+    "a whole fit on the experiment's GPUs (flashkm dist --fit): bitwise the centroids of one GPU",
+    70, 0, nccl_supports, NULL, NULL, NULL, NULL, NULL, NULL, 1};

@@ -23,6 +23,8 @@ extern const fkm_variant fkm_lloyd_flash;
 extern const fkm_variant fkm_fit_naive_atomic;
 extern const fkm_variant fkm_fit_cublas_atomic;
 extern const fkm_variant fkm_fit_flash;
+extern const fkm_variant fkm_lloyd_flash_nccl;
+extern const fkm_variant fkm_fit_flash_nccl;
 
 /* CPU reference, baselines, the paper's kernels, compositions. */
 static const fkm_variant *const registry[] = {
@@ -46,6 +48,8 @@ static const fkm_variant *const registry[] = {
     &fkm_fit_naive_atomic,
     &fkm_fit_cublas_atomic,
     &fkm_fit_flash,
+    &fkm_lloyd_flash_nccl,
+    &fkm_fit_flash_nccl,
 };
 
 int fkm_variant_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

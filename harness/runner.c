@@ -21,12 +21,16 @@
 #include "variant.h"
 
 #include <cuda_profiler_api.h>
+#include <errno.h>
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define FKM_SCRATCH_BUDGET ((size_t)4 << 30) /* device scratch a variant may take (cuBLAS baseline tile) */
 
@@ -768,6 +772,120 @@ static void print_progress(int i, int n, const fkm_case *c, const case_result *r
   if (r->reason[0] && !(r->status == FKM_OK && !r->incorrect)) fprintf(stderr, "        %s\n", r->reason);
 }
 
+/* The whole file as a parsed document, or NULL. */
+static cJSON *read_json_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  cJSON *doc = NULL;
+  if (fseek(f, 0, SEEK_END) == 0) {
+    long len = ftell(f);
+    char *buf = len > 0 ? malloc((size_t)len + 1) : NULL;
+    if (buf && fseek(f, 0, SEEK_SET) == 0 && fread(buf, 1, (size_t)len, f) == (size_t)len) {
+      buf[len] = 0;
+      doc = cJSON_Parse(buf);
+    }
+    free(buf);
+  }
+  fclose(f);
+  return doc;
+}
+
+/* A multi-GPU variant's case: `flashkm dist` in child processes (their own
+ * CUDA contexts; this process already holds one) on the experiment's GPUs.
+ * Its rows — 1 GPU and all GPUs, validated by dist itself — are returned
+ * (an array, experiment renamed), or NULL with res->status and reason set. */
+static cJSON *run_dist_case(run_ctx *ctx, const fkm_case *c, case_result *res) {
+  memset(res, 0, sizeof *res);
+  const fkm_experiment *e = &ctx->cfg->exps[c->exp_index];
+  char why[512] = "";
+  if (!ctx->dev.present) snprintf(why, sizeof why, "%s", ctx->dev.absent_reason);
+  else if (c->v->supports && c->v->supports(&c->s, &ctx->dev, why, sizeof why) != FKM_OK) {
+  } else if (c->data.kind == FKM_DATA_NPY) snprintf(why, sizeof why, "flashkm dist generates its data: npy inputs are not supported");
+  if (why[0]) {
+    res->status = FKM_ERR_NOT_SUPPORTED;
+    snprintf(res->reason, sizeof res->reason, "%s", why);
+    return NULL;
+  }
+  group_release(&ctx->g); /* the ranks need the GPU memory this process holds for data */
+  char exe[1024], gpus[512] = "", out[256], num[8][32];
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len <= 0) {
+    res->status = FKM_ERR_IO;
+    snprintf(res->reason, sizeof res->reason, "cannot find this program's path to start flashkm dist");
+    return NULL;
+  }
+  exe[len] = 0;
+  const int ng = e->n_gpus > 0 ? e->n_gpus : 1;
+  for (int i = 0; i < ng; i++) {
+    size_t at = strlen(gpus);
+    snprintf(gpus + at, sizeof gpus - at, "%s%d", i ? "," : "", e->n_gpus > 0 ? e->gpus[i] : 0);
+  }
+  snprintf(out, sizeof out, "/tmp/flashkm_dist_case_%d.json", (int)getpid());
+  snprintf(num[0], sizeof num[0], "%lld", (long long)c->s.N);
+  snprintf(num[1], sizeof num[1], "%lld", (long long)c->s.K);
+  snprintf(num[2], sizeof num[2], "%lld", (long long)c->s.D);
+  snprintf(num[3], sizeof num[3], "%lld", (long long)c->s.B);
+  snprintf(num[4], sizeof num[4], "%llu", (unsigned long long)c->seed);
+  const int iters = e->measure.max_samples < 5 ? 5 : e->measure.max_samples > 50 ? 50 : e->measure.max_samples;
+  snprintf(num[5], sizeof num[5], "%d", iters);
+  snprintf(num[6], sizeof num[6], "%.17g", e->fit.tol);
+  snprintf(num[7], sizeof num[7], "%d", e->fit.max_iter);
+  const char *argv[40];
+  int a = 0;
+  argv[a++] = exe;
+  argv[a++] = "dist";
+  argv[a++] = "--gpus";
+  argv[a++] = gpus;
+  argv[a++] = "--n"; argv[a++] = num[0];
+  argv[a++] = "--k"; argv[a++] = num[1];
+  argv[a++] = "--d"; argv[a++] = num[2];
+  argv[a++] = "--b"; argv[a++] = num[3];
+  argv[a++] = "--seed"; argv[a++] = num[4];
+  argv[a++] = "--dtype"; argv[a++] = fkm_dtype_name(c->s.dtype);
+  argv[a++] = "--data"; argv[a++] = c->data.label;
+  if (c->v->op == FKM_OP_FIT) {
+    argv[a++] = "--fit";
+    argv[a++] = "--tol"; argv[a++] = num[6];
+    argv[a++] = "--max-iter"; argv[a++] = num[7];
+    argv[a++] = "--init"; argv[a++] = fkm_init_name(e->fit.init);
+  } else {
+    argv[a++] = "--iters"; argv[a++] = num[5];
+  }
+  if (ng == 1) argv[a++] = "--no-scaling";
+  argv[a++] = "-q";
+  argv[a++] = "-o"; argv[a++] = out;
+  argv[a] = NULL;
+  remove(out);
+  fflush(stdout);
+  fflush(stderr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execv(exe, (char *const *)argv);
+    fprintf(stderr, "flashkm: cannot start %s dist: %s\n", exe, strerror(errno));
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+    res->status = FKM_ERR_IO;
+    snprintf(res->reason, sizeof res->reason, "cannot start flashkm dist: %s", strerror(errno));
+    return NULL;
+  }
+  cJSON *doc = read_json_file(out);
+  remove(out);
+  cJSON *runs = doc ? cJSON_DetachItemFromObject(doc, "runs") : NULL;
+  cJSON_Delete(doc);
+  if (!cJSON_IsArray(runs) || cJSON_GetArraySize(runs) == 0) {
+    cJSON_Delete(runs);
+    res->status = FKM_ERR_CUDA;
+    snprintf(res->reason, sizeof res->reason, "flashkm dist on GPUs %s %s %d and wrote no rows (its messages are above)",
+             gpus, WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    return NULL;
+  }
+  for (cJSON *r = runs->child; r; r = r->next) cJSON_ReplaceItemInObject(r, "experiment", cJSON_CreateString(e->name));
+  return runs;
+}
+
 static void default_out_path(const fkm_config *cfg, char *buf, size_t n) {
   snprintf(buf, n, "flashkm_%s.json", cfg->name);
 }
@@ -870,6 +988,45 @@ int fkm_run_command(const fkm_run_opts *o) {
     fkm_nvtx_push(range);
     case_result r;
     const double t0 = now_s();
+    if (c->v->multi_gpu) {
+      cJSON *rows = run_dist_case(&ctx, c, &r);
+      fkm_nvtx_pop();
+      if (rows) {
+        int bad = 0;
+        while (rows->child && !abort_reason) {
+          cJSON *row = cJSON_DetachItemViaPointer(rows, rows->child);
+          const cJSON *stt = cJSON_GetObjectItemCaseSensitive(row, "status");
+          const cJSON *d = cJSON_GetObjectItemCaseSensitive(row, "dist");
+          const cJSON *t = cJSON_GetObjectItemCaseSensitive(row, "timing");
+          const cJSON *med = t ? cJSON_GetObjectItemCaseSensitive(t, "median") : NULL;
+          const cJSON *nr = d ? cJSON_GetObjectItemCaseSensitive(d, "ranks") : NULL;
+          const char *sts = cJSON_IsString(stt) ? stt->valuestring : "?";
+          bad |= strcmp(sts, "ok") != 0 && strcmp(sts, "not_supported") != 0;
+          if (!o->quiet) {
+            char shape[256];
+            shape_text(c, shape, sizeof shape);
+            fprintf(stderr, "[%*d/%d] %-26s %-34s %9.4f ms  %s  (%d GPU%s)\n", n >= 100 ? 3 : 2, i + 1, n,
+                    c->v->name, shape, cJSON_IsNumber(med) ? med->valuedouble : 0.0, sts,
+                    cJSON_IsNumber(nr) ? (int)nr->valuedouble : 0, cJSON_IsNumber(nr) && nr->valuedouble > 1 ? "s" : "");
+          }
+          if (fkm_results_add_run(res, row) != FKM_OK) {
+            snprintf(abort_buf, sizeof abort_buf, "results file: %s", fkm_last_error());
+            abort_reason = abort_buf;
+          }
+        }
+        cJSON_Delete(rows);
+        if (bad) exit_code = FKM_EXIT_FAILED;
+        continue;
+      }
+      cJSON *row = make_row(&ctx, c, &r, now_s() - t0);
+      if (fkm_results_add_run(res, row) != FKM_OK) {
+        snprintf(abort_buf, sizeof abort_buf, "results file: %s", fkm_last_error());
+        abort_reason = abort_buf;
+      }
+      if (!o->quiet) print_progress(i + 1, n, c, &r, now_s() - t_start);
+      if (r.status != FKM_ERR_NOT_SUPPORTED) exit_code = FKM_EXIT_FAILED;
+      continue;
+    }
     run_case(&ctx, c, &r);
     fkm_nvtx_pop();
     cJSON *row = make_row(&ctx, c, &r, now_s() - t0);

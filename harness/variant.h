@@ -78,6 +78,10 @@ typedef struct fkm_variant {
    * NVTX range of that name; an event when p->phase_marks is set) and the
    * results row gets each phase's median time. May be NULL. */
   const char *const *phases;
+  /* Nonzero: runs as one process per GPU through `flashkm dist` (the
+   * experiment's "gpus"); the runner starts it and takes its rows; setup/run
+   * are NULL. */
+  int multi_gpu;
 } fkm_variant;
 
 int fkm_variant_count(void);

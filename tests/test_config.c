@@ -549,6 +549,41 @@ static void test_fit_block(void) {
                      "experiments[0].fit.iters", "unknown key");
 }
 
+/* "gpus" of op lloyd / fit experiments: a count or distinct ordinals. */
+static void test_gpus(void) {
+  fkm_config cfg;
+  fkm_status st = parse("{'name': 'g', 'experiments': [{'name': 'a', 'op': 'lloyd', 'variants': ['lloyd/flash_nccl'],"
+                        " 'gpus': [3, 1], 'axes': {'N': 1000, 'K': 8, 'D': 4}},"
+                        " {'name': 'b', 'op': 'fit', 'variants': ['fit/flash_nccl'], 'gpus': 2,"
+                        " 'axes': {'N': 1000, 'K': 8, 'D': 4}},"
+                        " {'name': 'c', 'op': 'lloyd', 'variants': ['lloyd/flash'], 'axes': {'N': 1000, 'K': 8, 'D': 4}}]}",
+                        &cfg);
+  CHECK_MSG(st == FKM_OK, "%s", fkm_last_error());
+  if (st != FKM_OK) return;
+  CHECK_EQ_INT(cfg.exps[0].n_gpus, 2);
+  CHECK_EQ_INT(cfg.exps[0].gpus[0], 3);
+  CHECK_EQ_INT(cfg.exps[0].gpus[1], 1);
+  CHECK_EQ_INT(cfg.exps[1].n_gpus, 2);
+  CHECK_EQ_INT(cfg.exps[1].gpus[1], 1);
+  CHECK_EQ_INT(cfg.exps[2].n_gpus, 0);
+  fkm_config_free(&cfg);
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'assign', 'variants': ['assign/cpu_ref'],"
+                     " 'gpus': 2, 'axes': {'N': 100, 'K': 8, 'D': 4}}]}",
+                     "experiments[0].gpus", "op \"lloyd\" and \"fit\" experiments only");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'lloyd', 'variants': ['lloyd/flash_nccl'],"
+                     " 'gpus': [0, 0], 'axes': {'N': 100, 'K': 8, 'D': 4}}]}",
+                     "experiments[0].gpus[1]", "listed twice");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'lloyd', 'variants': ['lloyd/flash_nccl'],"
+                     " 'gpus': [], 'axes': {'N': 100, 'K': 8, 'D': 4}}]}",
+                     "experiments[0].gpus", "non-empty list");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'lloyd', 'variants': ['lloyd/flash_nccl'],"
+                     " 'gpus': 0, 'axes': {'N': 100, 'K': 8, 'D': 4}}]}",
+                     "experiments[0].gpus", "GPU count");
+  expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'fit', 'variants': ['fit/flash_nccl'],"
+                     " 'gpus': [-1], 'axes': {'N': 100, 'K': 8, 'D': 4}}]}",
+                     "experiments[0].gpus[0]", "GPU ordinal");
+}
+
 static void test_npy_data(void) {
   write_npy_fixtures();
   fkm_config cfg;
@@ -622,6 +657,7 @@ int main(void) {
   test_bad_configs();
   test_bad_strings();
   test_fit_block();
+  test_gpus();
   test_npy_data();
   return check_exit("test_config");
 }
