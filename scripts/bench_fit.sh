@@ -4,6 +4,7 @@
 # bandwidth, copy and compute time alone, overlap efficiency) against the
 # in-memory fit on the same data (input written by `flashkm gen`).
 # usage: scripts/bench_fit.sh FLASHKM_BINARY OUTDIR [N] [K] [D] [CHUNK_POINTS] [ITERS]
+# env:   KEEP_DATA=1 keeps the generated .npy (else removed after the fits)
 set -euo pipefail
 bin=${1:?usage: bench_fit.sh FLASHKM_BINARY OUTDIR [N] [K] [D] [CHUNK_POINTS] [ITERS]}
 out=${2:?usage: bench_fit.sh FLASHKM_BINARY OUTDIR [N] [K] [D] [CHUNK_POINTS] [ITERS]}
@@ -14,6 +15,7 @@ data=${TMPDIR:-/tmp}/fkm_bench_${n}x${d}.npy
 common=(fit --input "$data" --k "$k" --max-iter "$iters" --tol 0 --seed 3 -q)
 "$bin" "${common[@]}" >"$out/fit_in_memory.json"
 "$bin" "${common[@]}" --chunk-points "$chunk" >"$out/fit_streamed.json"
+[ "${KEEP_DATA:-0}" = 1 ] || rm -f "$data" # tens of GB at large N
 python3 - "$out/fit_in_memory.json" "$out/fit_streamed.json" <<'PY'
 import json, sys
 m, s = (json.load(open(p)) for p in sys.argv[1:3])
