@@ -58,7 +58,7 @@ static const char *usage_dist =
     "usage: flashkm dist --gpus LIST --n N --k K --d D [--b B] [--dtype fp16|bf16|fp32]\n"
     "                    [--data blobs|normal|uniform|skewed] [--seed S] [--iters I | --fit [--tol T] [--max-iter M]]\n"
     "                    [--init random|kmeans++|kmeans||] [--assign VARIANT] [--no-scaling] [--timeout S]\n"
-    "                    [-o RESULTS.json] [--centroids C.bin] [-q]\n"
+    "                    [--stream-chunk P] [-o RESULTS.json] [--centroids C.bin] [-q]\n"
     "       flashkm dist --rank R --nranks P --id-file PATH [--device G] (same shape options)\n"
     "\n"
     "Data-parallel Lloyd over several GPUs, one process per GPU, through NCCL: every rank\n"
@@ -73,6 +73,9 @@ static const char *usage_dist =
     "  --iters I        fixed iterations, timed each (default 20): the `lloyd` op\n"
     "  --fit            iterate until the largest centroid shift <= --tol (1e-4) or --max-iter (300)\n"
     "  --init           initial centroids, computed identically on every rank (default random)\n"
+    "  --stream-chunk P out of core: each rank keeps its slice in pinned host memory and streams it\n"
+    "                   through three device buffers in chunks of P points, the copy of the next chunk\n"
+    "                   overlapping the work on this one (B = 1); the same centroids as in memory, bitwise\n"
     "  --timeout S      a collective or the bootstrap that makes no progress for S seconds (default\n"
     "                   300) ends the rank with a message: a dead peer never hangs the others\n"
     "  -o FILE          results file (default flashkm_dist.json)\n"
@@ -98,6 +101,7 @@ typedef struct {
   int rank, nranks, device;
   const char *id_file, *out, *centroids;
   int scaling, quiet;
+  int64_t stream_chunk; /* > 0: each rank's slice stays in pinned host memory, streamed in chunks of this many points */
   int argc;
   char **argv;
 } dist_opts;
@@ -197,6 +201,7 @@ static int parse_args(int argc, char **argv, dist_opts *o) {
     else if (!strcmp(a, "--rank")) { ok = parse_i64(v, 0, &x) && x < 65536; o->rank = (int)x; }
     else if (!strcmp(a, "--nranks")) { ok = parse_i64(v, 1, &x) && x <= 65536; o->nranks = (int)x; }
     else if (!strcmp(a, "--device")) { ok = parse_i64(v, 0, &x) && x < 1024; o->device = (int)x; }
+    else if (!strcmp(a, "--stream-chunk")) ok = parse_i64(v, 1, &o->stream_chunk);
     else if (!strcmp(a, "--id-file")) o->id_file = v;
     else if (!strcmp(a, "--assign")) o->assign = v;
     else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = v;
@@ -238,6 +243,10 @@ static int parse_args(int argc, char **argv, dist_opts *o) {
   }
   if (o->K > o->N) {
     fprintf(stderr, "flashkm dist: K=%lld exceeds N=%lld\n", (long long)o->K, (long long)o->N);
+    return FKM_EXIT_USAGE;
+  }
+  if (o->stream_chunk > 0 && o->B != 1) {
+    fprintf(stderr, "flashkm dist: --stream-chunk streams the points of one problem (B = 1); got B = %lld\n", (long long)o->B);
     return FKM_EXIT_USAGE;
   }
   if (o->B * o->N >= ((int64_t)1 << 31) || o->D >= ((int64_t)1 << 20)) {
@@ -297,6 +306,14 @@ typedef struct {
   void *va_state;
   cudaEvent_t ev[4];
   int have_ev;
+  /* streaming (--stream-chunk): the slice in pinned host memory, a ring of device chunks */
+  void *hx;
+  void *xb[3];
+  cudaStream_t s_copy;
+  cudaEvent_t ev_copied[3], ev_used[3];
+  int have_ring_ev;
+  void *va_state_last; /* the assign variant set up for the shorter last chunk */
+  double *chunk_inertia;
 } rank_state;
 
 static fkm_status nccl_fail(ncclResult_t r, ncclComm_t comm, const char *what) {
@@ -373,6 +390,16 @@ static fkm_status exchange_id(const dist_opts *o, int rank, const char *path, nc
 
 static void rank_free(rank_state *R) {
   if (R->va && R->va->teardown && R->va_state) R->va->teardown(R->va_state);
+  if (R->va && R->va->teardown && R->va_state_last) R->va->teardown(R->va_state_last);
+  cudaFreeHost(R->hx);
+  for (int i = 0; i < 3; i++) cudaFree(R->xb[i]);
+  cudaFree(R->chunk_inertia);
+  if (R->have_ring_ev)
+    for (int i = 0; i < 3; i++) {
+      cudaEventDestroy(R->ev_copied[i]);
+      cudaEventDestroy(R->ev_used[i]);
+    }
+  if (R->s_copy) cudaStreamDestroy(R->s_copy);
   cudaFree(R->xs);
   cudaFree(R->cd);
   cudaFree(R->c_a);
@@ -422,7 +449,8 @@ static fkm_status validate_one_gpu(const dist_opts *o, rank_state *R, const floa
   if (!hx || !hcd || !hl || !hn || !hd || !hp || !hc) st = fkm_fail(FKM_ERR_OOM, "out of host memory for validation");
   cudaError_t e = cudaSuccess;
   if (st == FKM_OK) {
-    e = cudaMemcpy(hx, R->xs, (size_t)(np * o->D) * es, cudaMemcpyDeviceToHost);
+    if (R->hx) memcpy(hx, R->hx, (size_t)(np * o->D) * es);
+    else e = cudaMemcpy(hx, R->xs, (size_t)(np * o->D) * es, cudaMemcpyDeviceToHost);
     if (e == cudaSuccess) e = cudaMemcpy(hl, R->labels, sizeof(int32_t) * (size_t)np, cudaMemcpyDeviceToHost);
     if (e == cudaSuccess) e = cudaMemcpy(hd, R->dist, sizeof(float) * (size_t)np, cudaMemcpyDeviceToHost);
     if (e == cudaSuccess) e = cudaMemcpy(hn, R->counts_out, sizeof(int32_t) * (size_t)(o->B * o->K), cudaMemcpyDeviceToHost);
@@ -569,15 +597,38 @@ static fkm_status rank_run(const dist_opts *o, int rank, int nranks, int device,
     st = fkm_fail(FKM_ERR_INPUT, "--assign %s is not a GPU assign variant of this build", o->assign);
     goto done;
   }
+  /* Out of core: the slice moves to pinned host memory; a ring of three device
+   * chunks, the copy of chunk i+S on its own stream behind the use of chunk i. */
+  const int64_t P = o->stream_chunk > 0 ? (o->stream_chunk < len ? o->stream_chunk : len) : len;
+  const int64_t nch = (len + P - 1) / P, plast = len - (nch - 1) * P;
+  const int S = nch < 3 ? (int)nch : 3;
+  if (o->stream_chunk > 0) {
+    const size_t bytes = (size_t)(len * D) * es;
+    DCUDA(cudaMallocHost(&R.hx, bytes), "pinned host memory for this rank's slice");
+    DCUDA(cudaMemcpy(R.hx, R.xs, bytes, cudaMemcpyDeviceToHost), "slice to host memory");
+    cudaFree(R.xs);
+    R.xs = NULL;
+    for (int i = 0; i < S; i++) DCUDA(cudaMalloc(&R.xb[i], (size_t)(P * D) * es), "chunk buffers");
+    DCUDA(cudaStreamCreateWithFlags(&R.s_copy, cudaStreamNonBlocking), "copy stream");
+    for (int i = 0; i < 3; i++) {
+      DCUDA(cudaEventCreateWithFlags(&R.ev_copied[i], cudaEventDisableTiming), "events");
+      DCUDA(cudaEventCreateWithFlags(&R.ev_used[i], cudaEventDisableTiming), "events");
+    }
+    R.have_ring_ev = 1;
+    DCUDA(cudaMalloc((void **)&R.chunk_inertia, sizeof(double) * (size_t)nch), "chunk inertia");
+  }
   fkm_problem pa;
   memset(&pa, 0, sizeof pa);
-  pa.s = (fkm_shape){B, len, K, D, o->dtype};
-  pa.x = R.xs;
+  pa.s = (fkm_shape){B, P, K, D, o->dtype};
+  pa.x = o->stream_chunk > 0 ? R.xb[0] : R.xs;
   pa.c = R.cd;
   pa.labels = R.labels;
   pa.dist = R.dist;
   pa.scratch_budget = (size_t)1 << 30;
   if (R.va->setup) DTRY(R.va->setup(&pa, &R.va_state));
+  fkm_problem pl = pa; /* the shorter last chunk */
+  pl.s.N = plast;
+  if (plast != P && R.va->setup) DTRY(R.va->setup(&pl, &R.va_state_last));
 
   t_comp = malloc(sizeof(double) * (size_t)max_it);
   t_ar = malloc(sizeof(double) * (size_t)max_it);
@@ -600,10 +651,48 @@ static fkm_status rank_run(const dist_opts *o, int rank, int nranks, int device,
     fkm_nvtx_push("iteration");
     DCUDA(cudaEventRecord(R.ev[0], R.stream), "event");
     DTRY(fkm_cast_centroids(c_cur, R.cd, BK * D, o->dtype, R.stream));
-    DTRY(R.va->run(&pa, R.va_state, R.stream));
     DCUDA(cudaMemsetAsync(R.acc, 0, sizeof(unsigned long long) * (size_t)(BK * (D + 1)), R.stream), "memset");
-    DTRY(fkm_fixed_accumulate(R.xs, o->dtype, R.labels, B, len, K, D, shift, sums, counts, NULL, R.stream));
-    DTRY(fkm_dist_inertia(R.dist, B * len, R.partials, R.scal, R.stream));
+    if (o->stream_chunk <= 0) {
+      DTRY(R.va->run(&pa, R.va_state, R.stream));
+      DTRY(fkm_fixed_accumulate(R.xs, o->dtype, R.labels, B, len, K, D, shift, sums, counts, NULL, R.stream));
+      DTRY(fkm_dist_inertia(R.dist, B * len, R.partials, R.scal, R.stream));
+    } else {
+      /* Chunk ci of the slice: its copy waits for the slot's last reader, its work for its copy. */
+      DCUDA(cudaStreamWaitEvent(R.s_copy, R.ev[0], 0), "copy stream");
+      for (int64_t ci = 0; ci < S; ci++) { /* the first S chunks; the others behind their slot's last use */
+        const int slot = (int)ci;
+        const int64_t n_ci = ci == nch - 1 ? plast : P;
+        DCUDA(cudaStreamWaitEvent(R.s_copy, R.ev_used[slot], 0), "copy stream");
+        DCUDA(cudaMemcpyAsync(R.xb[slot], (const char *)R.hx + (size_t)(ci * P * D) * es, (size_t)(n_ci * D) * es,
+                              cudaMemcpyHostToDevice, R.s_copy),
+              "chunk copy");
+        DCUDA(cudaEventRecord(R.ev_copied[slot], R.s_copy), "event");
+      }
+      for (int64_t ci = 0; ci < nch; ci++) {
+        const int slot = (int)(ci % S);
+        const int last = ci == nch - 1;
+        const int64_t n_ci = last ? plast : P;
+        fkm_problem pc = last && plast != P ? pl : pa;
+        pc.x = R.xb[slot];
+        pc.labels = R.labels + ci * P; /* every point's label stays on the GPU (4 bytes a point) */
+        pc.dist = R.dist + ci * P;
+        DCUDA(cudaStreamWaitEvent(R.stream, R.ev_copied[slot], 0), "compute stream");
+        DTRY(R.va->run(&pc, last && plast != P ? R.va_state_last : R.va_state, R.stream));
+        DTRY(fkm_fixed_accumulate(R.xb[slot], o->dtype, pc.labels, 1, n_ci, K, D, shift, sums, counts, NULL, R.stream));
+        DTRY(fkm_dist_inertia(pc.dist, n_ci, R.partials, R.chunk_inertia + ci, R.stream));
+        DCUDA(cudaEventRecord(R.ev_used[slot], R.stream), "event");
+        const int64_t next = ci + S;
+        if (next < nch) {
+          const int64_t n_next = next == nch - 1 ? plast : P;
+          DCUDA(cudaStreamWaitEvent(R.s_copy, R.ev_used[slot], 0), "copy stream");
+          DCUDA(cudaMemcpyAsync(R.xb[slot], (const char *)R.hx + (size_t)(next * P * D) * es,
+                                (size_t)(n_next * D) * es, cudaMemcpyHostToDevice, R.s_copy),
+                "chunk copy");
+          DCUDA(cudaEventRecord(R.ev_copied[slot], R.s_copy), "event");
+        }
+      }
+      DTRY(fkm_dist_sum(R.chunk_inertia, nch, R.scal, R.stream)); /* in chunk order: the same bits every run */
+    }
     DCUDA(cudaEventRecord(R.ev[1], R.stream), "event");
     ncclResult_t r = ncclGroupStart();
     if (r == ncclSuccess) r = ncclAllReduce(R.acc, R.acc, (size_t)(BK * (D + 1)), ncclUint64, ncclSum, R.comm, R.stream);
@@ -723,6 +812,14 @@ static fkm_status rank_run(const dist_opts *o, int rank, int nranks, int device,
     }
     cJSON_AddNumberToObject(doc, "allreduce_ms", ar_max);
     cJSON_AddNumberToObject(doc, "allreduce_bytes", (double)(BK * (D + 1)) * 8.0 + 8.0);
+    if (o->stream_chunk > 0) {
+      cJSON *so = cJSON_AddObjectToObject(doc, "streamed");
+      cJSON_AddNumberToObject(so, "chunk_points", (double)P);
+      cJSON_AddNumberToObject(so, "chunks_per_rank", (double)nch);
+      cJSON_AddNumberToObject(so, "slots", S);
+      cJSON_AddNumberToObject(so, "h2d_bytes_per_iteration_per_rank", (double)(len * D) * (double)es);
+      cJSON_AddNumberToObject(so, "h2d_gbps_per_rank", (double)(len * D) * (double)es / (res.iteration_ms * 1e-3) / 1e9);
+    }
     st = fkm_json_write_atomic(report, doc);
     cJSON_Delete(doc);
   }
@@ -866,7 +963,8 @@ static cJSON *make_row(const dist_opts *o, cJSON *rep, int n) {
   cJSON_AddStringToObject(row, "impl", impl);
   cJSON *d = cJSON_CreateObject();
   cJSON_AddNumberToObject(d, "ranks", n);
-  const char *keys[] = {"per_rank", "allreduce_ms", "allreduce_bytes", "iterations", "converged", "inertia", "shift"};
+  const char *keys[] = {"per_rank", "allreduce_ms", "allreduce_bytes", "iterations", "converged", "inertia", "shift",
+                        "streamed"};
   for (size_t i = 0; rep && i < sizeof keys / sizeof keys[0]; i++) {
     cJSON *v = cJSON_DetachItemFromObject(rep, keys[i]);
     if (v) cJSON_AddItemToObject(d, keys[i], v);

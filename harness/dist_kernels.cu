@@ -24,9 +24,9 @@ __global__ void dk_partials_kernel(const float *__restrict__ dist, int64_t n, do
   if (threadIdx.x == 0) partials[blockIdx.x] = t;
 }
 
-__global__ void dk_total_kernel(const double *__restrict__ partials, int n, double *__restrict__ out) {
+__global__ void dk_total_kernel(const double *__restrict__ partials, int64_t n, double *__restrict__ out) {
   double acc = 0.0;
-  for (int i = threadIdx.x; i < n; i += DK_THREADS) acc += partials[i];
+  for (int64_t i = threadIdx.x; i < n; i += DK_THREADS) acc += partials[i];
   const double t = dk_block_sum(acc);
   if (threadIdx.x == 0) *out = t;
 }
@@ -36,6 +36,12 @@ extern "C" fkm_status fkm_dist_inertia(const float *dist, int64_t n, double *par
   dk_partials_kernel<<<FKM_DIST_PARTIALS, DK_THREADS, 0, stream>>>(dist, n, partials);
   FKM_CUDA_LAUNCH();
   dk_total_kernel<<<1, DK_THREADS, 0, stream>>>(partials, FKM_DIST_PARTIALS, inertia);
+  FKM_CUDA_LAUNCH();
+  return FKM_OK;
+}
+
+extern "C" fkm_status fkm_dist_sum(const double *v, int64_t n, double *out, cudaStream_t stream) {
+  dk_total_kernel<<<1, DK_THREADS, 0, stream>>>(v, n, out);
   FKM_CUDA_LAUNCH();
   return FKM_OK;
 }

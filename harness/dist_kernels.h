@@ -17,6 +17,9 @@ extern "C" {
  * block sums the partials in order. */
 fkm_status fkm_dist_inertia(const float *dist, int64_t n, double *partials, double *inertia, cudaStream_t stream);
 
+/* *out (device) = the sum of v[0..n) (device doubles) in a fixed order. */
+fkm_status fkm_dist_sum(const double *v, int64_t n, double *out, cudaStream_t stream);
+
 /* *shift2 (device, float bits) = the largest squared distance between a
  * centroid of c_old and the same one of c_new (nc centroids of D). */
 fkm_status fkm_dist_max_shift(const float *c_old, const float *c_new, int64_t nc, int64_t D, unsigned *shift2,

@@ -148,6 +148,7 @@ expect_rc 2 "dist duplicate GPUs" "$bin" dist --gpus 0,0 --n 100 --k 4 --d 4
 expect_rc 2 "dist --gpus with --rank" "$bin" dist --gpus 0,1 --rank 0 --nranks 2 --id-file "$tmp/id" --n 100 --k 4 --d 4
 expect_rc 2 "dist without ranks" "$bin" dist --n 100 --k 4 --d 4
 expect_rc 2 "dist --iters with --fit" "$bin" dist --gpus 1 --n 100 --k 4 --d 4 --fit --iters 3
+expect_rc 2 "dist --stream-chunk with B > 1" "$bin" dist --gpus 1 --n 100 --k 4 --d 4 --b 2 --stream-chunk 10
 expect_rc 2 "dist rank beyond nranks" "$bin" dist --rank 2 --nranks 2 --id-file "$tmp/id" --n 100 --k 4 --d 4
 
 echo "cli_test: $passes passed, $fails failed"

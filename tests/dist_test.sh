@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dist_test.sh — `flashkm dist` on the GPUs of this machine (label gpu; exit 77
-# without a GPU): the 1-GPU run validates against the fp64 reference; with 2+
+# without a GPU): the 1-GPU run validates against the fp64 reference, and out
+# of core (--stream-chunk) gives the same centroids; with 2+
 # GPUs the R-GPU centroids are bitwise those of 1 GPU and of a second run, a
 # rank killed mid-run ends the job with a message naming it (no hang) and the
 # 1-GPU row survives, a job launched rank by rank through an id file gives the
@@ -29,6 +30,12 @@ PY
 check "$tmp/one.json" 'len(runs) == 1 and runs[0]["status"] == "ok" and "fp64" in runs[0]["validation"]["checked"]' "1 GPU validated"
 python3 scripts/check_results.py "$tmp/one.json" --expect-all-ok >/dev/null && ok || fail "1 GPU: results file does not check"
 
+# Out of core (the slice in pinned host memory, 5 chunks, the last one shorter): the same centroids.
+"$bin" dist --gpus 1 "${shape[@]}" --iters 6 --stream-chunk 70000 -q -o "$tmp/one_s.json" --centroids "$tmp/c_one_s.bin" \
+  2>"$tmp/err" && ok || fail "1 GPU streamed: $(tail -3 "$tmp/err")"
+cmp -s "$tmp/c_one.bin" "$tmp/c_one_s.bin" && ok || fail "streamed centroids differ from in-memory ones"
+check "$tmp/one_s.json" 'runs[0]["status"] == "ok" and runs[0]["dist"]["streamed"]["chunks_per_rank"] == 5' "1 GPU streamed validated"
+
 FKM_DIST_FAULT=0:2 "$bin" dist --gpus 1 "${shape[@]}" --iters 6 -q -o "$tmp/dead1.json" 2>"$tmp/err"
 [ $? -eq 1 ] && grep -q "rank 0 (GPU 0) of 1 was killed by SIGKILL" "$tmp/err" && ok || fail "killed single rank: $(tail -3 "$tmp/err")"
 
@@ -47,6 +54,10 @@ if [ "$ngpu" -ge 2 ]; then
   [ $rc -eq 1 ] && grep -q "rank 1 (GPU 1) of 2 was killed by SIGKILL" "$tmp/err" && ok || fail "killed rank: exit $rc: $(tail -3 "$tmp/err")"
   [ "$took" -lt 60 ] && ok || fail "killed rank: the job took $took s to end"
   check "$tmp/dead.json" 'len(runs) == 2 and runs[0]["status"] == "ok" and runs[1]["status"] == "error" and "killed" in runs[1]["reason"]' "killed rank: the 1-GPU row is kept, the 2-GPU row says why"
+
+  "$bin" dist --gpus 0,1 "${shape[@]}" --iters 6 --stream-chunk 40000 --no-scaling -q -o "$tmp/two_s.json" \
+    --centroids "$tmp/c_two_s.bin" 2>"$tmp/err" && ok || fail "2 GPUs streamed: $(tail -3 "$tmp/err")"
+  cmp -s "$tmp/c_one.bin" "$tmp/c_two_s.bin" && ok || fail "2-GPU streamed centroids differ from 1 GPU in memory"
 
   # Rank by rank through an id file, as a launcher on several hosts would.
   "$bin" dist --rank 1 --nranks 2 --device 1 --id-file "$tmp/id" "${shape[@]}" --iters 6 -q -o "$tmp/ranked.json" 2>"$tmp/err1" &
