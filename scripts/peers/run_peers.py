@@ -1344,6 +1344,10 @@ def parse_args(argv, registry):
     ap.add_argument("--noise-target", type=float, default=0.02, help="rel. stdev at which sampling stops")
     ap.add_argument("--max-rows", type=int, default=4096, help="rows an assignment is checked on")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run every peer in this process (default with several peers: one child process each, "
+                         "so a peer that breaks the CUDA context, e.g. with a device-side assert, cannot take "
+                         "the others' rows with it)")
     a = ap.parse_args(argv)
     a.peer_names = [p.strip() for p in a.peers.split(",") if p.strip()]
     bad = [p for p in a.peer_names if p not in registry]
@@ -1365,6 +1369,54 @@ def parse_args(argv, registry):
     return a
 
 
+def strip_options(argv, names):
+    """argv without the options in names and their values (either 'OPT VALUE' or 'OPT=VALUE')."""
+    out, skip = [], False
+    for x in argv:
+        if skip:
+            skip = False
+            continue
+        if x in names:
+            skip = True
+            continue
+        if any(x.startswith(n + "=") for n in names):
+            continue
+        out.append(x)
+    return out
+
+
+def run_isolated(argv0, argv, a):
+    """One child process per peer (the same command with --peers NAME --in-process), rows merged
+    in peer order into a.output after each child; exit status the worst of the children's."""
+    base = strip_options(argv, ("--peers", "-o", "--output"))
+    merged, worst = None, 0
+    for name in a.peer_names:
+        part = f"{a.output}.{name}.part"
+        cmd = [sys.executable, os.path.abspath(argv0)] + base + ["--peers", name, "-o", part, "--in-process"]
+        rc = subprocess.call(cmd)
+        worst = max(worst, rc)
+        try:
+            with open(part) as f:
+                doc = json.load(f)
+            os.remove(part)
+        except (OSError, ValueError) as e:
+            print(f"run_peers.py: {name}: no results ({e}); exit status {rc}", file=sys.stderr)
+            continue
+        if merged is None:
+            merged = doc
+            merged["meta"]["argv"] = [argv0] + list(argv)
+            merged["meta"]["isolation"] = "one process per peer"
+        else:
+            merged["runs"].extend(doc.get("runs", []))
+            merged["meta"]["build"].setdefault("peers", {}).update(doc.get("meta", {}).get("build", {}).get("peers", {}))
+            if doc.get("state") != "complete":
+                merged["state"], merged["abort_reason"] = doc.get("state"), doc.get("abort_reason")
+        ResultsFile(a.output, merged).write()
+    if merged is None:
+        return max(worst, 3)
+    return worst
+
+
 def main(argv=None, registry=None, torch=False, backend=None, problem_factory=None):
     """The command. Tests pass their own registry (name -> Peer class), torch (None for
     none), backend and problem_factory(shape, dtype, data, seed) -> Problem."""
@@ -1375,6 +1427,8 @@ def main(argv=None, registry=None, torch=False, backend=None, problem_factory=No
         a = parse_args(argv, registry)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
+    if registry is PEERS and len(a.peer_names) > 1 and not a.in_process:
+        return run_isolated(argv0, argv, a)
     if torch is False:
         torch = import_torch()
     peers = [registry[n]() for n in a.peer_names]

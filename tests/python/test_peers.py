@@ -106,6 +106,7 @@ def test_real_registry_without_packages(tmp_path, fake_flashkm):
     assert "faiss-gpu-cu12" in reasons["peer/faiss_gpu"] and "cuml-cu12" in reasons["peer/cuml"]
     assert doc["meta"]["argv"][1:3] == ["--flashkm", str(fake_flashkm)]
     assert set(doc["meta"]["build"]["peers"]) == set(rp.PEERS)
+    assert doc["meta"]["isolation"] == "one process per peer"  # a peer's broken CUDA context stays its own
 
 
 @pytest.mark.parametrize("args", [["--peers", "nope"], ["--ops", "assign,sort"], ["--shapes", "1x10x20x4"],
