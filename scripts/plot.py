@@ -17,6 +17,9 @@
   bar with the phases' sum.
 - fit_convergence: the inertia after each Lloyd iteration of every fit row
   (fit.inertia_history, log scale), a line per variant and shape.
+- large_n: time per Lloyd iteration against N where K = round(sqrt N) (the
+  paper's large-N sweep), with --h2d-gbps the floor of streaming the points
+  from host memory once per iteration.
 
 A plot whose data are absent (no sweep, no ceilings, no timed run, no row with
 phases, no fit row) is skipped with a message. Several files are merged as
@@ -27,6 +30,7 @@ alone, on machines without a display.
 usage: plot.py FILE [FILE ...] [--out DIR] [--formats png,svg] [--baseline VARIANT]
 Exit status: 0 at least one plot written; 1 nothing to plot; 2 bad arguments or file."""
 import argparse
+import math
 import os
 import re
 import sys
@@ -256,14 +260,52 @@ def fit_plot(rows, title_card, saver):
     saver.save(fig, "fit_convergence")
 
 
+def large_n_plot(rows, h2d_gbps, title_card, saver):
+    """Time per Lloyd iteration against N where K = round(sqrt(N)) (the paper's large-N
+    sweep), a line per variant, with the floor of streaming X once per iteration from
+    host memory at h2d_gbps (when given): N * D * bytes per element / bandwidth."""
+    pts = {}
+    dims = set()
+    for (v, s), (run, _) in rows.items():
+        op, b, n, k, d, dtype = s[:6]
+        t = fr.timing(run)
+        if t and op == "lloyd" and b == 1 and n >= 65536 and k == round(math.sqrt(n)):
+            pts.setdefault(v, {})[n] = t["median"]
+            dims.add((d, dtype))
+    lines = {v: p for v, p in pts.items() if len(p) >= 2}
+    if not lines:
+        skip("large_n", "no Lloyd sweep with K = sqrt(N) over at least two N")
+        return
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for v, p in sorted(lines.items()):
+        xs = sorted(p)
+        ax.plot(xs, [p[x] for x in xs], marker="o", label=v)
+    ns = sorted({n for p in lines.values() for n in p})
+    if h2d_gbps and len(dims) == 1:
+        d, dtype = next(iter(dims))
+        es = {"fp16": 2, "bf16": 2, "fp32": 4}.get(dtype, 2)
+        ax.plot(ns, [n * d * es / (h2d_gbps * 1e9) * 1e3 for n in ns], "k--", linewidth=1,
+                label=f"H2D floor, out of core ({h2d_gbps:g} GB/s)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("N (K = sqrt N)")
+    ax.set_ylabel("median time per iteration (ms)")
+    ax.set_title(f"large N: one Lloyd iteration, K = sqrt(N)\n{title_card}", fontsize=10)
+    ax.legend(fontsize=8)
+    saver.save(fig, "large_n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 epilog="Writes speedup_<op>, time_vs_N_*, time_vs_K_*, roofline, phases_<op> and "
-                                        "fit_convergence in each format.")
+                                 epilog="Writes speedup_<op>, time_vs_N_*, time_vs_K_*, roofline, phases_<op>, "
+                                        "fit_convergence and large_n in each format.")
     ap.add_argument("files", nargs="+", metavar="FILE", help="results files; later ones replace earlier rows")
     ap.add_argument("--out", default="plots", metavar="DIR", help="output folder, created if needed (default plots/)")
     ap.add_argument("--formats", default="png,svg", help=f"comma-separated, of {', '.join(FORMATS)} (default png,svg)")
     ap.add_argument("--baseline", metavar="VARIANT", help="speedups over this variant (default as in table.py)")
+    ap.add_argument("--h2d-gbps", type=float, metavar="GB/S",
+                    help="pinned host-to-device bandwidth for the large-N plot's out-of-core floor "
+                         "(measured: `flashkm fit --chunk-points`, scripts/stream_sweep.sh)")
     a = ap.parse_args()
     formats = [f.strip() for f in a.formats.split(",") if f.strip()]
     if not formats or any(f not in FORMATS for f in formats):
@@ -286,6 +328,7 @@ def main():
     roofline_plots(loaded, rows, saver)
     phase_plots(rows, title_card, saver)
     fit_plot(rows, title_card, saver)
+    large_n_plot(rows, a.h2d_gbps, title_card, saver)
     if not saver.written:
         print("plot.py: nothing to plot", file=sys.stderr)
         return 1

@@ -623,3 +623,14 @@ def test_heuristics_unwritable_json(tmp_path):
     p = run("heuristics.py", write(tmp_path, "h.json", heuristic_doc()), "--min-median", "0", "--min-ratio", "0",
             "--json", tmp_path / "no" / "such" / "dir.json")
     assert p.returncode == 2 and "dir.json" in p.stderr
+
+
+def test_plot_large_n(tmp_path):
+    doc = json.loads((ROOT / "results/h100/paper/large_n.json").read_text())
+    out = tmp_path / "p"
+    p = run("plot.py", write(tmp_path, "large.json", doc), "--out", out, "--formats", "svg", "--h2d-gbps", "54")
+    assert p.returncode == 0, p.stderr
+    svg = (out / "large_n.svg").read_text()
+    assert "H2D floor" in svg and "lloyd/flash" in svg
+    p = run("plot.py", QUICK, "--out", tmp_path / "q", "--formats", "png")
+    assert "skip large_n" in p.stdout
