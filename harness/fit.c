@@ -121,13 +121,14 @@ static fkm_status fit_alloc(const fkm_fit_options *o, const void *x_host, fit_bu
   FKM_CUDA(cudaMalloc((void **)&f->counts, (size_t)(o->B * o->K) * 4));
   FKM_CUDA(cudaMemcpy(f->x, x_host, nx * es, cudaMemcpyHostToDevice));
   fkm_problem base = problem_of(o, f->x, NULL, f->labels, f->dist, NULL, NULL, f->counts);
-  /* The variants' scratch may take what is free now, less room for the centroids
-   * (the update's sort alone wants ~16 bytes a point: 2 GB at N = 2^27). */
+  /* Each of the two variants' scratch may take up to 45 % of what is free now,
+   * less room for the centroids (the update's sort alone wants ~16 bytes a
+   * point: 2.2 GB at N = 2^27, over a fixed 1 GiB). */
   size_t free_b = 0, total_b = 0;
   FKM_CUDA(cudaMemGetInfo(&free_b, &total_b));
   const size_t centroids = (size_t)(o->B * o->K * o->D) * (es + 8) + ((size_t)64 << 20);
-  if (free_b > centroids && (free_b - centroids) / 10 * 9 > base.scratch_budget)
-    base.scratch_budget = (free_b - centroids) / 10 * 9;
+  if (free_b > centroids && (free_b - centroids) / 20 * 9 > base.scratch_budget)
+    base.scratch_budget = (free_b - centroids) / 20 * 9;
   f->have_work = 1; /* fit_free releases whatever part of the work was created */
   return fkm_fit_work_create(o, &base, &f->work);
 }
