@@ -1127,7 +1127,9 @@ static int supervise(const dist_opts *o) {
   }
   int rc;
   if (!have1 && !haven && scaling) {
-    fprintf(stderr, "flashkm dist: the 1-GPU run failed: %s\n", failure);
+    /* the comparison run failed: its row says why (the multi-GPU run was not started) */
+    fprintf(stderr, "flashkm dist: the 1-GPU run failed, so the %d-GPU run was not started: %s\n", o->n_gpus, failure);
+    write_results(o, NULL, NULL, 1, NULL, NULL, failure, 0, wall1);
     rc = 1;
   } else {
     rc = write_results(o, have1 ? rep1 : NULL, cent1, o->n_gpus, haven ? repn : NULL, cn, failure, wall1, walln);

@@ -149,6 +149,12 @@ expect_rc 2 "dist --gpus with --rank" "$bin" dist --gpus 0,1 --rank 0 --nranks 2
 expect_rc 2 "dist without ranks" "$bin" dist --n 100 --k 4 --d 4
 expect_rc 2 "dist --iters with --fit" "$bin" dist --gpus 1 --n 100 --k 4 --d 4 --fit --iters 3
 expect_rc 2 "dist --stream-chunk with B > 1" "$bin" dist --gpus 1 --n 100 --k 4 --d 4 --b 2 --stream-chunk 10
+if ! "$bin" info 2>/dev/null | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["device"]["present"] else 1)'; then
+  expect_rc 1 "dist without a GPU" "$bin" dist --gpus 0,1 --n 1000 --k 10 --d 8 -q -o "$tmp/dist.json"
+  python3 scripts/check_results.py "$tmp/dist.json" --expect-complete >/dev/null \
+    && python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["runs"]; assert len(r) == 1 and r[0]["status"] == "error" and "rank 0" in r[0]["reason"]' "$tmp/dist.json" \
+    && ok || fail "dist without a GPU: no error row: $(cat "$tmp/err")"
+fi
 expect_rc 2 "dist rank beyond nranks" "$bin" dist --rank 2 --nranks 2 --id-file "$tmp/id" --n 100 --k 4 --d 4
 
 echo "cli_test: $passes passed, $fails failed"
