@@ -31,6 +31,15 @@
 static const char *const data_kind_names[] = {"blobs", "normal", "uniform", "skewed"};
 #define N_GENERATED_KINDS ((int)(sizeof data_kind_names / sizeof data_kind_names[0]))
 
+int fkm_data_kind_from_name(const char *name, fkm_data_kind *out) {
+  for (int k = 0; k < N_GENERATED_KINDS; k++)
+    if (name && strcmp(name, data_kind_names[k]) == 0) {
+      *out = (fkm_data_kind)k;
+      return 0;
+    }
+  return -1;
+}
+
 void fkm_measure_defaults(fkm_measure_cfg *m) {
   m->warmup = 3;
   m->min_samples = 10;
@@ -395,12 +404,8 @@ static fkm_status parse_data_axis(const parse_ctx *ctx, const cJSON *axes, const
         return input_error(ctx, p.s, "npy path is too long (at most %zu characters)", sizeof d->path - 1);
       d->kind = FKM_DATA_NPY;
       snprintf(d->path, sizeof d->path, "%s", file);
-    } else {
-      int k = 0;
-      while (k < N_GENERATED_KINDS && strcmp(s, data_kind_names[k]) != 0) k++;
-      if (k == N_GENERATED_KINDS)
-        return input_error(ctx, p.s, "unknown data generator \"%.60s\" (expected blobs, normal, uniform, skewed or npy:PATH)", s);
-      d->kind = (fkm_data_kind)k;
+    } else if (fkm_data_kind_from_name(s, &d->kind) != 0) {
+      return input_error(ctx, p.s, "unknown data generator \"%.60s\" (expected blobs, normal, uniform, skewed or npy:PATH)", s);
     }
     snprintf(d->label, sizeof d->label, "%s", s);
     for (int j = 0; j < i; j++)
@@ -678,10 +683,8 @@ static fkm_status parse_fit(const parse_ctx *ctx, const cJSON *obj, const char *
   if ((item = cJSON_GetObjectItemCaseSensitive(obj, "init"))) {
     p = path_key(path, "init");
     if (!cJSON_IsString(item)) return type_error(ctx, p.s, "\"random\", \"kmeans++\" or \"kmeans||\"", item);
-    if (strcmp(item->valuestring, "random") == 0) e->fit.init = FKM_INIT_RANDOM;
-    else if (strcmp(item->valuestring, "kmeans++") == 0) e->fit.init = FKM_INIT_KMEANSPP;
-    else if (strcmp(item->valuestring, "kmeans||") == 0) e->fit.init = FKM_INIT_KMEANS_PARALLEL;
-    else return input_error(ctx, p.s, "unknown init \"%.60s\" (expected random, kmeans++ or kmeans||)", item->valuestring);
+    if (fkm_init_from_name(item->valuestring, &e->fit.init) != 0)
+      return input_error(ctx, p.s, "unknown init \"%.60s\" (expected random, kmeans++ or kmeans||)", item->valuestring);
   }
   if ((item = cJSON_GetObjectItemCaseSensitive(obj, "tol_mode"))) {
     p = path_key(path, "tol_mode");

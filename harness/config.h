@@ -78,6 +78,9 @@ typedef struct {
 } fkm_case;
 
 void fkm_measure_defaults(fkm_measure_cfg *m);
+/* A generator's name ("blobs", "normal", "uniform", "skewed") -> *out; 0 on success,
+ * -1 for any other name (npy inputs are "npy:PATH", parsed by the config). */
+int fkm_data_kind_from_name(const char *name, fkm_data_kind *out);
 fkm_status fkm_config_load(const char *path, fkm_config *cfg);
 /* `origin` names the text in messages (usually the path). */
 fkm_status fkm_config_parse(const char *text, const char *origin, fkm_config *cfg);

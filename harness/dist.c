@@ -17,6 +17,7 @@
  * reference (its last update and, on sampled rows, its last assignment). */
 #include "dist.h"
 
+#include "config.h"
 #include "data.h"
 #include "device.h"
 #include "dtype.h"
@@ -211,19 +212,10 @@ static int parse_args(int argc, char **argv, dist_opts *o) {
       for (int t = 0; t < FKM_DTYPE_COUNT; t++)
         if (!strcmp(v, fkm_dtype_name((fkm_dtype)t))) { o->dtype = (fkm_dtype)t; ok = 1; }
     } else if (!strcmp(a, "--data")) {
-      static const char *const kinds[] = {"blobs", "normal", "uniform", "skewed"};
-      ok = 0;
-      for (int k = 0; k < 4; k++)
-        if (!strcmp(v, kinds[k])) {
-          o->data.kind = (fkm_data_kind)k;
-          snprintf(o->data.label, sizeof o->data.label, "%s", kinds[k]);
-          ok = 1;
-        }
+      ok = fkm_data_kind_from_name(v, &o->data.kind) == 0;
+      if (ok) snprintf(o->data.label, sizeof o->data.label, "%s", v);
     } else if (!strcmp(a, "--init")) {
-      if (!strcmp(v, "random")) o->init = FKM_INIT_RANDOM;
-      else if (!strcmp(v, "kmeans++")) o->init = FKM_INIT_KMEANSPP;
-      else if (!strcmp(v, "kmeans||")) o->init = FKM_INIT_KMEANS_PARALLEL;
-      else ok = 0;
+      ok = fkm_init_from_name(v, &o->init) == 0;
     } else {
       fprintf(stderr, "flashkm dist: unknown option '%s'\n%s", a, usage_dist);
       return FKM_EXIT_USAGE;

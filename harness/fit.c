@@ -36,8 +36,17 @@ void fkm_fit_defaults(fkm_fit_options *o) {
   o->seed = 1;
 }
 
-const char *fkm_init_name(fkm_init i) {
-  return i == FKM_INIT_KMEANSPP ? "kmeans++" : i == FKM_INIT_KMEANS_PARALLEL ? "kmeans||" : "random";
+static const char *const init_names[] = {"random", "kmeans++", "kmeans||"}; /* fkm_init order */
+
+const char *fkm_init_name(fkm_init i) { return (unsigned)i < 3 ? init_names[i] : "random"; }
+
+int fkm_init_from_name(const char *name, fkm_init *out) {
+  for (int i = 0; i < 3; i++)
+    if (name && strcmp(name, init_names[i]) == 0) {
+      *out = (fkm_init)i;
+      return 0;
+    }
+  return -1;
 }
 
 void fkm_fit_result_free(fkm_fit_result *r) {

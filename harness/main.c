@@ -324,10 +324,7 @@ static int cmd_fit(int argc, char **argv) {
       else if (!strcmp(val, "inertia")) o.tol_mode = FKM_TOL_INERTIA;
       else { fprintf(stderr, "flashkm fit: --tol-mode is shift or inertia, got '%s'\n", val); return FKM_EXIT_USAGE; }
     } else if (!strcmp(a, "--init")) {
-      if (!strcmp(val, "random")) o.init = FKM_INIT_RANDOM;
-      else if (!strcmp(val, "kmeans++")) o.init = FKM_INIT_KMEANSPP;
-      else if (!strcmp(val, "kmeans||")) o.init = FKM_INIT_KMEANS_PARALLEL;
-      else {
+      if (fkm_init_from_name(val, &o.init) != 0) {
         fprintf(stderr, "flashkm fit: --init is random, kmeans++ or kmeans||, got '%s'\n", val);
         return FKM_EXIT_USAGE;
       }
@@ -484,15 +481,10 @@ static int cmd_gen(int argc, char **argv) {
         return FKM_EXIT_USAGE;
       }
     } else if (!strcmp(a, "--data")) {
-      static const char *const kinds[] = {"blobs", "normal", "uniform", "skewed"};
-      int found = -1;
-      for (int k = 0; k < 4; k++)
-        if (!strcmp(val, kinds[k])) found = k;
-      if (found < 0) {
+      if (fkm_data_kind_from_name(val, &spec.kind) != 0) {
         fprintf(stderr, "flashkm gen: --data is blobs, normal, uniform or skewed, got '%s'\n", val);
         return FKM_EXIT_USAGE;
       }
-      spec.kind = (fkm_data_kind)found;
     } else {
       fprintf(stderr, "flashkm gen: unknown option '%s'\n%s", a, usage_gen);
       return FKM_EXIT_USAGE;

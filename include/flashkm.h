@@ -108,6 +108,8 @@ void fkm_fit_defaults(fkm_fit_options *o);
 fkm_status fkm_fit(const fkm_fit_options *o, const void *x, int32_t *labels, float *centroids, fkm_fit_result *r);
 void fkm_fit_result_free(fkm_fit_result *r);
 const char *fkm_init_name(fkm_init i);
+/* "random", "kmeans++" or "kmeans||" -> *out; 0 on success, -1 for any other name. */
+int fkm_init_from_name(const char *name, fkm_init *out);
 
 #ifdef __cplusplus
 }
