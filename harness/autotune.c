@@ -51,39 +51,6 @@ const char *fkm_autotune_cache_path(void) {
   return path;
 }
 
-/* The whole file as a string, or NULL (errno says why). */
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 65536;
-      char *b = realloc(buf, cap);
-      if (!b) {
-        free(buf);
-        fclose(f);
-        errno = ENOMEM;
-        return NULL;
-      }
-      buf = b;
-    }
-    size_t got = fread(buf + len, 1, cap - len - 1, f);
-    len += got;
-    if (got == 0) break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    errno = EIO;
-    return NULL;
-  }
-  buf[len] = 0;
-  return buf;
-}
-
 static int str_item(const cJSON *o, const char *key, char *out, size_t n) {
   const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
   if (!cJSON_IsString(it) || strlen(it->valuestring) >= n) return 0;
@@ -138,13 +105,13 @@ static void load_cache(void) {
   cache.loaded = 1;
   snprintf(cache.path, sizeof cache.path, "%s", fkm_autotune_cache_path());
   if (!cache.path[0]) return;
-  char *text = read_text(cache.path);
-  if (!text) {
-    if (errno != ENOENT) fprintf(stderr, "flashkm: autotune cache %s unreadable (%s): heuristic only\n", cache.path, strerror(errno));
+  cJSON *doc = NULL;
+  const fkm_status st = fkm_json_read(cache.path, &doc);
+  if (st == FKM_ERR_IO && errno == ENOENT) return; /* no cache: the heuristic */
+  if (st == FKM_ERR_IO || st == FKM_ERR_OOM) {
+    fprintf(stderr, "flashkm: autotune cache unusable (%s): heuristic only\n", fkm_last_error());
     return;
   }
-  cJSON *doc = cJSON_Parse(text);
-  free(text);
   if (!doc || !parse_entries(doc, &cache.entries, &cache.n))
     fprintf(stderr, "flashkm: autotune cache %s is not a flashkm autotune cache: ignored (heuristic only)\n", cache.path);
   cJSON_Delete(doc);
@@ -204,11 +171,10 @@ static fkm_status mkdir_parents(const char *path) {
 fkm_status fkm_autotune_update_cache(const char *results_path, const char *cache_path, int *n_written) {
   *n_written = 0;
   if (!cache_path || !cache_path[0]) return fkm_fail(FKM_ERR_INPUT, "no autotune cache path (FKM_AUTOTUNE_CACHE is off)");
-  char *text = read_text(results_path);
-  if (!text) return fkm_fail(FKM_ERR_INPUT, "cannot read %s: %s", results_path, strerror(errno));
-  cJSON *res = cJSON_Parse(text);
-  free(text);
-  if (!res) return fkm_fail(FKM_ERR_INPUT, "%s: not JSON", results_path);
+  cJSON *res = NULL;
+  const fkm_status rs = fkm_json_read(results_path, &res);
+  if (rs == FKM_ERR_IO) return fkm_fail(FKM_ERR_INPUT, "%s", fkm_last_error()); /* a bad argument, not a failed write */
+  FKM_TRY(rs);
   const cJSON *dev = cJSON_GetObjectItemCaseSensitive(res, "device");
   const cJSON *runs = cJSON_GetObjectItemCaseSensitive(res, "runs");
   char device[256], ccs[16];
@@ -266,19 +232,19 @@ fkm_status fkm_autotune_update_cache(const char *results_path, const char *cache
   /* Keep the old entries of other buckets, then this file's winners. */
   tune_entry *old = NULL;
   int n_old = 0;
-  char *old_text = read_text(cache_path);
-  if (old_text) {
-    cJSON *od = cJSON_Parse(old_text);
-    free(old_text);
-    if (!od || !parse_entries(od, &old, &n_old)) {
-      cJSON_Delete(od);
-      free(win);
-      free(win_ms);
-      free(win_row);
-      cJSON_Delete(res);
-      return fkm_fail(FKM_ERR_INPUT, "%s exists and is not a flashkm autotune cache: not overwritten", cache_path);
-    }
-    cJSON_Delete(od);
+  cJSON *od = NULL;
+  fkm_status os = fkm_json_read(cache_path, &od);
+  if (os == FKM_ERR_IO && errno == ENOENT)
+    os = FKM_OK; /* no cache yet */
+  else if (os == FKM_ERR_INPUT || (os == FKM_OK && !parse_entries(od, &old, &n_old)))
+    os = fkm_fail(FKM_ERR_INPUT, "%s exists and is not a flashkm autotune cache: not overwritten", cache_path);
+  cJSON_Delete(od);
+  if (os != FKM_OK) { /* an existing cache we cannot read or do not recognise is left alone */
+    free(win);
+    free(win_ms);
+    free(win_row);
+    cJSON_Delete(res);
+    return os;
   }
   cJSON *doc = cJSON_CreateObject();
   cJSON_AddStringToObject(doc, "format", "flashkm-autotune-1");

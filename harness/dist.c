@@ -900,21 +900,10 @@ static int run_ranks(const dist_opts *o, const int *gpus, int n, const char *dir
   return failed;
 }
 
+/* A rank's report, or NULL when it wrote none. */
 static cJSON *read_json(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = n > 0 ? malloc((size_t)n + 1) : NULL;
   cJSON *doc = NULL;
-  if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-    buf[n] = 0;
-    doc = cJSON_Parse(buf);
-  }
-  free(buf);
-  fclose(f);
-  return doc;
+  return fkm_json_read(path, &doc) == FKM_OK ? doc : NULL;
 }
 
 /* 1: same bytes; 0: differ (largest absolute difference in *diff); -1: unreadable. */

@@ -41,6 +41,50 @@ fkm_status fkm_json_write_atomic(const char *path, const cJSON *doc) {
   return st;
 }
 
+fkm_status fkm_json_read(const char *path, cJSON **out) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    const int e = errno;
+    fkm_fail(FKM_ERR_IO, "cannot read %s: %s", path, strerror(e));
+    errno = e;
+    return FKM_ERR_IO;
+  }
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  int bad = 0;
+  for (;;) {
+    if (len + 1 >= cap) {
+      cap = cap ? cap * 2 : 65536;
+      char *b = realloc(buf, cap);
+      if (!b) {
+        free(buf);
+        fclose(f);
+        return fkm_fail(FKM_ERR_OOM, "out of host memory reading %s", path);
+      }
+      buf = b;
+    }
+    const size_t got = fread(buf + len, 1, cap - len - 1, f);
+    len += got;
+    if (got == 0) {
+      bad = ferror(f);
+      break;
+    }
+  }
+  const int e = errno;
+  fclose(f);
+  if (bad) {
+    free(buf);
+    fkm_fail(FKM_ERR_IO, "cannot read %s: %s", path, strerror(e));
+    errno = e;
+    return FKM_ERR_IO;
+  }
+  buf[len] = 0;
+  *out = cJSON_Parse(buf);
+  free(buf);
+  return *out ? FKM_OK : fkm_fail(FKM_ERR_INPUT, "%s: not JSON", path);
+}
+
 static fkm_status write_now(fkm_results *r) { return fkm_json_write_atomic(r->path, r->root); }
 
 fkm_status fkm_results_open(const char *path, cJSON *meta, cJSON *device, fkm_results **out) {

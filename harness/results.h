@@ -29,6 +29,12 @@ void fkm_results_close(fkm_results *r);
 /* Writes any cJSON document atomically to path. */
 fkm_status fkm_json_write_atomic(const char *path, const cJSON *doc);
 
+/* Reads and parses a JSON file into *out (the caller deletes it). FKM_ERR_IO
+ * when the file cannot be read (errno is left as the failure set it, so a
+ * caller can tell a missing file, ENOENT, from others), FKM_ERR_INPUT when it
+ * is not JSON, FKM_ERR_OOM. */
+fkm_status fkm_json_read(const char *path, cJSON **out);
+
 #ifdef __cplusplus
 }
 #endif

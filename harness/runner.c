@@ -772,24 +772,6 @@ static void print_progress(int i, int n, const fkm_case *c, const case_result *r
   if (r->reason[0] && !(r->status == FKM_OK && !r->incorrect)) fprintf(stderr, "        %s\n", r->reason);
 }
 
-/* The whole file as a parsed document, or NULL. */
-static cJSON *read_json_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  cJSON *doc = NULL;
-  if (fseek(f, 0, SEEK_END) == 0) {
-    long len = ftell(f);
-    char *buf = len > 0 ? malloc((size_t)len + 1) : NULL;
-    if (buf && fseek(f, 0, SEEK_SET) == 0 && fread(buf, 1, (size_t)len, f) == (size_t)len) {
-      buf[len] = 0;
-      doc = cJSON_Parse(buf);
-    }
-    free(buf);
-  }
-  fclose(f);
-  return doc;
-}
-
 /* A multi-GPU variant's case: `flashkm dist` in child processes (their own
  * CUDA contexts; this process already holds one) on the experiment's GPUs.
  * Its rows — 1 GPU and all GPUs, validated by dist itself — are returned
@@ -870,7 +852,8 @@ static cJSON *run_dist_case(run_ctx *ctx, const fkm_case *c, case_result *res) {
     snprintf(res->reason, sizeof res->reason, "cannot start flashkm dist: %s", strerror(errno));
     return NULL;
   }
-  cJSON *doc = read_json_file(out);
+  cJSON *doc = NULL;
+  (void)fkm_json_read(out, &doc); /* none: the child failed before writing (said below) */
   remove(out);
   cJSON *runs = doc ? cJSON_DetachItemFromObject(doc, "runs") : NULL;
   cJSON_Delete(doc);
