@@ -107,11 +107,6 @@ typedef struct {
   char **argv;
 } dist_opts;
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int parse_i64(const char *s, int64_t lo, int64_t *out) {
   char *end = NULL;
@@ -317,14 +312,14 @@ static fkm_status nccl_fail(ncclResult_t r, ncclComm_t comm, const char *what) {
 /* Waits until the non-blocking communicator has finished its last call. */
 static fkm_status nccl_settle(ncclComm_t comm, ncclResult_t r, double timeout_s, const char *what) {
   if (r != ncclSuccess && r != ncclInProgress) return nccl_fail(r, comm, what);
-  const double t0 = now_s();
+  const double t0 = fkm_now_s();
   for (;;) {
     ncclResult_t state = ncclSuccess;
     ncclResult_t q = ncclCommGetAsyncError(comm, &state);
     if (q != ncclSuccess) return nccl_fail(q, comm, what);
     if (state == ncclSuccess) return FKM_OK;
     if (state != ncclInProgress) return nccl_fail(state, comm, what);
-    if (now_s() - t0 > timeout_s)
+    if (fkm_now_s() - t0 > timeout_s)
       return fkm_fail(FKM_ERR_CUDA, "%s: no progress in %.0f s: another rank is gone or stuck", what, timeout_s);
     usleep(100);
   }
@@ -332,7 +327,7 @@ static fkm_status nccl_settle(ncclComm_t comm, ncclResult_t r, double timeout_s,
 
 /* Waits for the stream, watching NCCL's asynchronous errors and the timeout. */
 static fkm_status wait_stream(rank_state *R, double timeout_s, const char *what) {
-  const double t0 = now_s();
+  const double t0 = fkm_now_s();
   for (;;) {
     cudaError_t e = cudaStreamQuery(R->stream);
     if (e == cudaSuccess) return FKM_OK;
@@ -342,7 +337,7 @@ static fkm_status wait_stream(rank_state *R, double timeout_s, const char *what)
       if (ncclCommGetAsyncError(R->comm, &state) == ncclSuccess && state != ncclSuccess && state != ncclInProgress)
         return nccl_fail(state, R->comm, what);
     }
-    if (now_s() - t0 > timeout_s)
+    if (fkm_now_s() - t0 > timeout_s)
       return fkm_fail(FKM_ERR_CUDA, "%s: no progress in %.0f s: another rank is gone or stuck", what, timeout_s);
     usleep(20);
   }
@@ -365,7 +360,7 @@ static fkm_status exchange_id(const dist_opts *o, int rank, const char *path, nc
     }
     return FKM_OK;
   }
-  const double t0 = now_s();
+  const double t0 = fkm_now_s();
   for (;;) {
     FILE *f = fopen(path, "rb");
     if (f) {
@@ -373,7 +368,7 @@ static fkm_status exchange_id(const dist_opts *o, int rank, const char *path, nc
       fclose(f);
       if (got == 1) return FKM_OK;
     }
-    if (now_s() - t0 > o->timeout_s)
+    if (fkm_now_s() - t0 > o->timeout_s)
       return fkm_fail(FKM_ERR_IO, "rank %d: no NCCL id in %s after %.0f s (is rank 0 running, and is the path shared?)",
                       rank, path, o->timeout_s);
     usleep(20000);
@@ -772,22 +767,9 @@ static fkm_status rank_run(const dist_opts *o, int rank, int nranks, int device,
     cJSON_AddBoolToObject(doc, "validated", nranks == 1);
     cJSON_AddBoolToObject(doc, "ok", res.ok);
     cJSON_AddStringToObject(doc, "detail", res.detail);
-    cJSON *t = cJSON_AddObjectToObject(doc, "timing");
-    fkm_stats sst;
+    fkm_stats sst; /* one sample per iteration, the first included, L2 not flushed */
     fkm_stats_compute(t_it, res.iterations, &sst);
-    cJSON_AddStringToObject(t, "unit", "ms");
-    cJSON_AddStringToObject(t, "clock", "cuda_event");
-    cJSON_AddNumberToObject(t, "samples", res.iterations);
-    cJSON_AddNumberToObject(t, "warmup", 0);
-    cJSON_AddBoolToObject(t, "flush_l2", 0);
-    cJSON_AddNumberToObject(t, "median", sst.median);
-    cJSON_AddNumberToObject(t, "q1", sst.q1);
-    cJSON_AddNumberToObject(t, "q3", sst.q3);
-    cJSON_AddNumberToObject(t, "min", sst.min);
-    cJSON_AddNumberToObject(t, "max", sst.max);
-    cJSON_AddNumberToObject(t, "mean", sst.mean);
-    cJSON_AddNumberToObject(t, "rel_stdev", sst.rel_stdev);
-    cJSON_AddBoolToObject(t, "converged", 1);
+    cJSON_AddItemToObject(doc, "timing", fkm_timing_json(&sst, res.iterations, 0, 0, "cuda_event", 1));
     cJSON *pr = cJSON_AddArrayToObject(doc, "per_rank");
     double ar_max = 0;
     for (int i = 0; i < nranks; i++) {
@@ -1094,17 +1076,17 @@ static int supervise(const dist_opts *o) {
   const char *cn = o->centroids ? o->centroids : centn;
   const int scaling = o->scaling && o->n_gpus > 1;
   int have1 = 0, haven = 0;
-  double wall1 = 0, walln = 0, t0 = now_s();
+  double wall1 = 0, walln = 0, t0 = fkm_now_s();
   if (scaling) {
     if (!o->quiet) fprintf(stderr, "flashkm dist: 1 GPU (GPU %d) first, for the speedup and the bitwise check\n", o->gpus[0]);
     have1 = run_ranks(o, o->gpus, 1, dir, rep1, cent1, failure, sizeof failure) == 0;
-    wall1 = now_s() - t0;
+    wall1 = fkm_now_s() - t0;
   }
   if (!scaling || have1) {
     if (!o->quiet) fprintf(stderr, "flashkm dist: %d GPU%s\n", o->n_gpus, o->n_gpus > 1 ? "s" : "");
-    t0 = now_s();
+    t0 = fkm_now_s();
     haven = run_ranks(o, o->gpus, o->n_gpus, dir, repn, cn, failure, sizeof failure) == 0;
-    walln = now_s() - t0;
+    walln = fkm_now_s() - t0;
   }
   int rc;
   if (!have1 && !haven && scaling) {
@@ -1140,14 +1122,14 @@ int fkm_dist_command(int argc, char **argv, int full_argc, char **full_argv) {
    * comparison here: run the job once with --nranks 1 for it). */
   char report[1200];
   snprintf(report, sizeof report, "%s.rank0.tmp", o.out);
-  const double t0 = now_s();
+  const double t0 = fkm_now_s();
   fkm_status st = rank_run(&o, o.rank, o.nranks, o.device, o.id_file, report, o.centroids);
   if (st != FKM_OK) {
     fprintf(stderr, "flashkm dist: rank %d (GPU %d): %s\n", o.rank, o.device, fkm_last_error());
     return 1;
   }
   if (o.rank != 0) return 0;
-  rc = write_results(&o, NULL, NULL, o.nranks, report, o.centroids, NULL, 0, now_s() - t0);
+  rc = write_results(&o, NULL, NULL, o.nranks, report, o.centroids, NULL, 0, fkm_now_s() - t0);
   remove(report);
   return rc;
 }

@@ -15,6 +15,7 @@
 #include "init.h"
 #include "lloyd.h"
 #include "nvtx.h"
+#include "stats.h"
 #include "phase.h"
 #include "variant.h"
 
@@ -60,11 +61,6 @@ void fkm_fit_result_free(fkm_fit_result *r) {
   memset(r, 0, sizeof *r);
 }
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static fkm_status check_options(const fkm_fit_options *o) {
   if (o->B < 1 || o->N < 1 || o->D < 1 || o->K < 1)
@@ -179,12 +175,12 @@ static fkm_status fit_iterate(const fkm_fit_options *o, const fkm_problem *base,
 
 static fkm_status fit_loop(const fkm_fit_options *o, const fkm_problem *base, fkm_fit_work *w, cudaStream_t stream,
                            fkm_fit_result *r, const float **c_final) {
-  const double t0 = now_s();
+  const double t0 = fkm_now_s();
   fkm_phase_begin("init");
   fkm_status st = fkm_init_centroids(&base->s, o->init, o->seed, base->x, w->c_a, stream);
   fkm_phase_end(base, 0, stream);
   FKM_TRY(st);
-  r->init_seconds = now_s() - t0; /* host time to enqueue; the first iteration's sync waits for the rest */
+  r->init_seconds = fkm_now_s() - t0; /* host time to enqueue; the first iteration's sync waits for the rest */
 
   r->inertia_history = malloc(sizeof(double) * (size_t)o->max_iter);
   r->shift_history = malloc(sizeof(double) * (size_t)o->max_iter);
@@ -212,7 +208,7 @@ static fkm_status fit_loop(const fkm_fit_options *o, const fkm_problem *base, fk
     c_cur = c_next;
     c_next = t;
     if (o->progress)
-      fprintf(stderr, "fit: iteration %4d  inertia %.9g  shift %.3g  %.3f s\n", it + 1, inertia, shift, now_s() - t0);
+      fprintf(stderr, "fit: iteration %4d  inertia %.9g  shift %.3g  %.3f s\n", it + 1, inertia, shift, fkm_now_s() - t0);
     if (!(inertia == inertia)) {
       st = fkm_fail(FKM_ERR_INPUT, "inertia became NaN at iteration %d: the data hold NaN or Inf", it + 1);
       break;
@@ -231,7 +227,7 @@ static fkm_status fit_loop(const fkm_fit_options *o, const fkm_problem *base, fk
   FKM_CUDA(cudaStreamSynchronize(stream));
   double shift_unused;
   fkm_lloyd_scalars(w->lloyd, &r->inertia, &shift_unused);
-  r->seconds = now_s() - t0;
+  r->seconds = fkm_now_s() - t0;
   *c_final = c_cur;
   return FKM_OK;
 }

@@ -78,6 +78,7 @@
 #include "init.h"
 #include "lloyd.h"
 #include "nvtx.h"
+#include "stats.h"
 #include "variant.h"
 
 #include <cuda_runtime_api.h>
@@ -143,11 +144,6 @@ typedef struct {
   int64_t next_copy; /* the next use u whose copy is not enqueued yet */
 } fs_ctx;
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static double gb(double bytes) { return bytes / 1e9; }
 
@@ -678,9 +674,9 @@ static fkm_status fs_run(fs_ctx *F, const void *x, int32_t *labels, float *centr
   FKM_TRY(fs_alloc_fixed(F));
   FKM_TRY(fs_pin_host(F, x, labels));
 
-  const double t0 = now_s();
+  const double t0 = fkm_now_s();
   FKM_TRY(fs_init(F));
-  r->init_seconds = now_s() - t0;
+  r->init_seconds = fkm_now_s() - t0;
 
   FKM_TRY(fs_setup_chunks(F));
   FKM_TRY(fs_alloc_history(o, r));
@@ -695,10 +691,10 @@ static fkm_status fs_run(fs_ctx *F, const void *x, int32_t *labels, float *centr
             gb((double)pass_bytes), F->staged ? "staged" : "page-locked", (long long)F->plan.nchunks,
             (long long)F->plan.cap, F->plan.whole ? "whole batches" : "point ranges", F->nslots);
 
-  const double tc = now_s();
+  const double tc = fkm_now_s();
   double copy_alone = 0, compute_alone = 0;
   FKM_TRY(fs_calibrate(F, &copy_alone, &compute_alone));
-  r->stream_calibration_seconds = now_s() - tc;
+  r->stream_calibration_seconds = fkm_now_s() - tc;
   const double best = copy_alone > compute_alone ? copy_alone : compute_alone;
   if (o->progress)
     fprintf(stderr, "fit: one pass: copy alone %.3f ms (%.1f GB/s), compute alone %.3f ms\n", 1e3 * copy_alone,
@@ -739,7 +735,7 @@ static fkm_status fs_run(fs_ctx *F, const void *x, int32_t *labels, float *centr
     F->c_next = tc2;
     if (o->progress)
       fprintf(stderr, "fit: iteration %4d  inertia %.9g  shift %.3g  %.3f s  (%.3f ms, overlap %.2f)\n", it + 1,
-              inertia, shift, now_s() - t0 - r->stream_calibration_seconds, 1e3 * measured,
+              inertia, shift, fkm_now_s() - t0 - r->stream_calibration_seconds, 1e3 * measured,
               r->stream_efficiency[it]);
     if (!(inertia == inertia))
       return fkm_fail(FKM_ERR_INPUT, "inertia became NaN at iteration %d: the data hold NaN or Inf", it + 1);
@@ -759,7 +755,7 @@ static fkm_status fs_run(fs_ctx *F, const void *x, int32_t *labels, float *centr
   FKM_CUDA(cudaStreamSynchronize(F->s_comp));
   FKM_CUDA(cudaStreamSynchronize(F->s_d2h));
   r->inertia = F->h_sc->inertia;
-  r->seconds = now_s() - t0 - r->stream_calibration_seconds;
+  r->seconds = fkm_now_s() - t0 - r->stream_calibration_seconds;
   FKM_CUDA(cudaMemcpy(centroids, F->c_cur, (size_t)(o->B * o->K * o->D) * 4, cudaMemcpyDeviceToHost));
   return FKM_OK;
 }

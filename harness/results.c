@@ -41,6 +41,24 @@ fkm_status fkm_json_write_atomic(const char *path, const cJSON *doc) {
   return st;
 }
 
+cJSON *fkm_timing_json(const fkm_stats *st, int samples, int warmup, int flush_l2, const char *clock, int converged) {
+  cJSON *t = cJSON_CreateObject();
+  cJSON_AddStringToObject(t, "unit", "ms");
+  cJSON_AddStringToObject(t, "clock", clock);
+  cJSON_AddNumberToObject(t, "samples", samples);
+  cJSON_AddNumberToObject(t, "warmup", warmup);
+  cJSON_AddBoolToObject(t, "flush_l2", flush_l2);
+  cJSON_AddNumberToObject(t, "median", st->median);
+  cJSON_AddNumberToObject(t, "q1", st->q1);
+  cJSON_AddNumberToObject(t, "q3", st->q3);
+  cJSON_AddNumberToObject(t, "min", st->min);
+  cJSON_AddNumberToObject(t, "max", st->max);
+  cJSON_AddNumberToObject(t, "mean", st->mean);
+  cJSON_AddNumberToObject(t, "rel_stdev", st->rel_stdev);
+  cJSON_AddBoolToObject(t, "converged", converged);
+  return t;
+}
+
 fkm_status fkm_json_read(const char *path, cJSON **out) {
   *out = NULL;
   FILE *f = fopen(path, "rb");

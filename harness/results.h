@@ -6,6 +6,7 @@
 #define FKM_RESULTS_H
 
 #include "flashkm.h"
+#include "stats.h"
 #include <cjson/cJSON.h>
 
 #ifdef __cplusplus
@@ -28,6 +29,11 @@ void fkm_results_close(fkm_results *r);
 
 /* Writes any cJSON document atomically to path. */
 fkm_status fkm_json_write_atomic(const char *path, const cJSON *doc);
+
+/* The `timing` object of a results row (results/SCHEMA.md): the summary of
+ * `samples` samples in ms, after `warmup` untimed runs; `converged`: the
+ * spread reached the noise target. */
+cJSON *fkm_timing_json(const fkm_stats *st, int samples, int warmup, int flush_l2, const char *clock, int converged);
 
 /* Reads and parses a JSON file into *out (the caller deletes it). FKM_ERR_IO
  * when the file cannot be read (errno is left as the failure set it, so a

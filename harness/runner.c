@@ -34,11 +34,6 @@
 
 #define FKM_SCRATCH_BUDGET ((size_t)4 << 30) /* device scratch a variant may take (cuBLAS baseline tile) */
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Everything shared by the cases of one shape group. */
 typedef struct {
@@ -237,7 +232,7 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
   if (gpu) FKM_CUDA(cudaStreamSynchronize(ctx->stream));
   double *samples = malloc(sizeof(double) * (size_t)m->max_samples);
   if (!samples) return fkm_fail(FKM_ERR_OOM, "out of host memory");
-  const double t0 = now_s();
+  const double t0 = fkm_now_s();
   int n = 0;
   fkm_stats st = {0};
   fkm_status err = FKM_OK;
@@ -261,9 +256,9 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
       }
       ms = fms;
     } else {
-      double a = now_s();
+      double a = fkm_now_s();
       err = c->v->run(p, state, ctx->stream);
-      ms = (now_s() - a) * 1e3;
+      ms = (fkm_now_s() - a) * 1e3;
     }
     fkm_nvtx_pop();
     if (err != FKM_OK) break;
@@ -275,26 +270,13 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
     samples[n++] = ms;
     if (n >= m->min_samples) {
       fkm_stats_compute(samples, n, &st);
-      if (st.rel_stdev <= m->noise_target || now_s() - t0 >= m->budget_s) break;
+      if (st.rel_stdev <= m->noise_target || fkm_now_s() - t0 >= m->budget_s) break;
     }
   }
   if (err == FKM_OK) {
     fkm_stats_compute(samples, n, &st);
-    cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "unit", "ms");
-    cJSON_AddStringToObject(t, "clock", gpu ? "cuda_event" : "host_monotonic");
-    cJSON_AddNumberToObject(t, "samples", n);
-    cJSON_AddNumberToObject(t, "warmup", m->warmup);
-    cJSON_AddBoolToObject(t, "flush_l2", gpu && m->flush_l2 && ctx->flush_buf);
-    cJSON_AddNumberToObject(t, "median", st.median);
-    cJSON_AddNumberToObject(t, "q1", st.q1);
-    cJSON_AddNumberToObject(t, "q3", st.q3);
-    cJSON_AddNumberToObject(t, "min", st.min);
-    cJSON_AddNumberToObject(t, "max", st.max);
-    cJSON_AddNumberToObject(t, "mean", st.mean);
-    cJSON_AddNumberToObject(t, "rel_stdev", st.rel_stdev);
-    cJSON_AddBoolToObject(t, "converged", st.rel_stdev <= m->noise_target);
-    res->timing = t;
+    res->timing = fkm_timing_json(&st, n, m->warmup, gpu && m->flush_l2 && ctx->flush_buf,
+                                  gpu ? "cuda_event" : "host_monotonic", st.rel_stdev <= m->noise_target);
     res->median_ms = st.median;
     res->samples = n;
   }
@@ -957,7 +939,7 @@ int fkm_run_command(const fkm_run_opts *o) {
     }
   }
 
-  const double t_start = now_s();
+  const double t_start = fkm_now_s();
   int exp_open = -1;
   for (int i = 0; i < n && !abort_reason; i++) {
     const fkm_case *c = &cases[i];
@@ -970,7 +952,7 @@ int fkm_run_command(const fkm_run_opts *o) {
     snprintf(range, sizeof range, "%s", c->v->name);
     fkm_nvtx_push(range);
     case_result r;
-    const double t0 = now_s();
+    const double t0 = fkm_now_s();
     if (c->v->multi_gpu) {
       cJSON *rows = run_dist_case(&ctx, c, &r);
       fkm_nvtx_pop();
@@ -1001,23 +983,23 @@ int fkm_run_command(const fkm_run_opts *o) {
         if (bad) exit_code = FKM_EXIT_FAILED;
         continue;
       }
-      cJSON *row = make_row(&ctx, c, &r, now_s() - t0);
+      cJSON *row = make_row(&ctx, c, &r, fkm_now_s() - t0);
       if (fkm_results_add_run(res, row) != FKM_OK) {
         snprintf(abort_buf, sizeof abort_buf, "results file: %s", fkm_last_error());
         abort_reason = abort_buf;
       }
-      if (!o->quiet) print_progress(i + 1, n, c, &r, now_s() - t_start);
+      if (!o->quiet) print_progress(i + 1, n, c, &r, fkm_now_s() - t_start);
       if (r.status != FKM_ERR_NOT_SUPPORTED) exit_code = FKM_EXIT_FAILED;
       continue;
     }
     run_case(&ctx, c, &r);
     fkm_nvtx_pop();
-    cJSON *row = make_row(&ctx, c, &r, now_s() - t0);
+    cJSON *row = make_row(&ctx, c, &r, fkm_now_s() - t0);
     if (fkm_results_add_run(res, row) != FKM_OK) {
       snprintf(abort_buf, sizeof abort_buf, "results file: %s", fkm_last_error());
       abort_reason = abort_buf;
     }
-    if (!o->quiet) print_progress(i + 1, n, c, &r, now_s() - t_start);
+    if (!o->quiet) print_progress(i + 1, n, c, &r, fkm_now_s() - t_start);
     if (r.incorrect || (r.status != FKM_OK && r.status != FKM_ERR_NOT_SUPPORTED && r.status != FKM_ERR_OOM))
       exit_code = FKM_EXIT_FAILED;
     if (r.status == FKM_ERR_CUDA_STICKY) {

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -38,4 +39,10 @@ void fkm_stats_compute(const double *samples, int n, fkm_stats *out) {
   out->q1 = quantile_sorted(v, n, 0.25);
   out->q3 = quantile_sorted(v, n, 0.75);
   free(v);
+}
+
+double fkm_now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

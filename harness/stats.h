@@ -15,6 +15,9 @@ typedef struct {
 /* Quartiles by linear interpolation between order statistics (type 7). */
 void fkm_stats_compute(const double *samples, int n, fkm_stats *out);
 
+/* Seconds on the monotonic clock (host wall time of phases and cases). */
+double fkm_now_s(void);
+
 #ifdef __cplusplus
 }
 #endif
