@@ -31,16 +31,8 @@ cmake_extra=()
 if [ -z "${NCCL_ROOT:-}" ] && ! ls /usr/local/cuda/include/nccl.h >/dev/null 2>&1; then
   NCCL_ROOT=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null) && export NCCL_ROOT
 fi
-if ls .deps/*.deb >/dev/null 2>&1; then
-  root=$PWD/.deps/root
-  mkdir -p "$root"
-  for deb in .deps/*.deb; do dpkg-deb -x "$deb" "$root"; done
-  cfgdir=$(dirname "$(find "$root" -name cJSONConfig.cmake | head -1)")
-  # The packaged CMake files name /usr; point them at the unpacked tree.
-  sed -i "s#\"/usr#\"$root/usr#g" "$cfgdir"/*.cmake
-  cmake_extra+=(-DcJSON_DIR="$cfgdir")
-  export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-fi
+source scripts/deps_cjson.sh
+cmake_extra+=("${CJSON_CMAKE_ARGS[@]}")
 
 step "build"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv

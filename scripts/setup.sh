@@ -36,14 +36,10 @@ if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export 
 command -v nvcc >/dev/null || { echo "setup: nvcc not found: install the CUDA toolkit (12.5 or newer)" >&2; exit 1; }
 
 extra=()
-if [ ! -f /usr/include/cjson/cJSON.h ] && ls .deps/*.deb >/dev/null 2>&1; then
+if [ ! -f /usr/include/cjson/cJSON.h ]; then
   # cJSON from Debian packages unpacked in .deps/root (machines without package access).
-  root=$PWD/.deps/root
-  mkdir -p "$root"
-  for deb in .deps/*.deb; do dpkg-deb -x "$deb" "$root"; done
-  cfgdir=$(dirname "$(find "$root" -name cJSONConfig.cmake | head -1)")
-  sed -i "s#\"/usr#\"$root/usr#g" "$cfgdir"/*.cmake
-  extra+=(-DcJSON_DIR="$cfgdir")
+  source scripts/deps_cjson.sh
+  extra+=("${CJSON_CMAKE_ARGS[@]}")
 fi
 generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B build "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${extra[@]}" ${FKM_CMAKE_ARGS:-} >/dev/null
