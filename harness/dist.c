@@ -1105,6 +1105,26 @@ static int supervise(const dist_opts *o) {
   return rc;
 }
 
+/* One rank of a job started by the user or a launcher; rank 0 writes the
+ * results file (no 1-GPU comparison here: run the job once with --nranks 1). */
+static int run_launched_rank(const dist_opts *o) {
+  setenv("NCCL_NVLS_ENABLE", "0", 1);
+  char report[1200];
+  snprintf(report, sizeof report, "%s.rank0.tmp", o->out);
+  const double t0 = fkm_now_s();
+  fkm_status st = rank_run(o, o->rank, o->nranks, o->device, o->id_file, report, o->centroids);
+  if (st != FKM_OK) {
+    fprintf(stderr, "flashkm dist: rank %d (GPU %d): %s\n", o->rank, o->device, fkm_last_error());
+    return 1;
+  }
+  if (o->rank != 0) return 0;
+  const int rc = write_results(o, NULL, NULL, o->nranks, report, o->centroids, NULL, 0, fkm_now_s() - t0);
+  remove(report);
+  return rc;
+}
+
+#endif /* FKM_HAVE_NCCL */
+
 int fkm_dist_command(int argc, char **argv, int full_argc, char **full_argv) {
   for (int i = 0; i < argc; i++)
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -1116,43 +1136,14 @@ int fkm_dist_command(int argc, char **argv, int full_argc, char **full_argv) {
   if (rc) return rc;
   o.argc = full_argc;
   o.argv = full_argv;
-  if (o.n_gpus) return supervise(&o);
-  setenv("NCCL_NVLS_ENABLE", "0", 1);
-  /* One rank of a launched job; rank 0 writes the results file (no 1-GPU
-   * comparison here: run the job once with --nranks 1 for it). */
-  char report[1200];
-  snprintf(report, sizeof report, "%s.rank0.tmp", o.out);
-  const double t0 = fkm_now_s();
-  fkm_status st = rank_run(&o, o.rank, o.nranks, o.device, o.id_file, report, o.centroids);
-  if (st != FKM_OK) {
-    fprintf(stderr, "flashkm dist: rank %d (GPU %d): %s\n", o.rank, o.device, fkm_last_error());
-    return 1;
-  }
-  if (o.rank != 0) return 0;
-  rc = write_results(&o, NULL, NULL, o.nranks, report, o.centroids, NULL, 0, fkm_now_s() - t0);
-  remove(report);
-  return rc;
-}
-
-#else /* no NCCL */
-
-int fkm_dist_command(int argc, char **argv, int full_argc, char **full_argv) {
-  (void)full_argc;
-  (void)full_argv;
-  for (int i = 0; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      fputs(usage_dist, stdout);
-      return 0;
-    }
-  dist_opts o;
-  int rc = parse_args(argc, argv, &o);
-  if (rc) return rc;
+#ifdef FKM_HAVE_NCCL
+  return o.n_gpus ? supervise(&o) : run_launched_rank(&o);
+#else
   fprintf(stderr, "flashkm dist: this build has no NCCL (CMake found no nccl.h / libnccl; set NCCL_ROOT and "
                   "reconfigure)\n");
   return FKM_EXIT_USAGE;
-}
-
 #endif
+}
 
 /* ---- the registry's multi-GPU variants: the runner starts `flashkm dist` for them ---- */
 
