@@ -411,7 +411,7 @@ typedef struct {
   double inertia;
   int64_t points;
   int ok; /* the 1-GPU run's validation */
-  char detail[512];
+  char detail[640]; /* room for a prefix and a validation detail */
 } rank_result;
 
 static double median_of(double *v, int n) {
