@@ -462,7 +462,7 @@ static fkm_status validate_one_gpu(const dist_opts *o, rank_state *R, const floa
     st = fkm_assign_ref_build(&s, hx, hcd, 4096, &ar);
     if (st == FKM_OK) {
       fkm_assign_check a;
-      fkm_validate_assign(&ar, hx, hl, hd, &a);
+      fkm_validate_assign(&ar, hx, hl, hd, FKM_COMPUTE_EXACT, &a);
       fkm_assign_ref_free(&ar);
       out->ok = a.ok;
       if (!a.ok) snprintf(out->detail, sizeof out->detail, "last assignment: %s", a.detail);
@@ -1166,9 +1166,9 @@ const fkm_variant fkm_lloyd_flash_nccl = {
     "lloyd/flash_nccl", FKM_OP_LLOYD,
     "Lloyd iterations on the experiment's GPUs, one process each (flashkm dist): FlashAssign on each rank's slice, "
     "exact fixed-point sums, one ncclAllReduce; rows for 1 GPU and for all, with speedup and efficiency",
-    70, 0, nccl_supports, NULL, NULL, NULL, NULL, NULL, NULL, 1};
+    70, 0, nccl_supports, NULL, NULL, NULL, NULL, NULL, NULL, 1, FKM_COMPUTE_EXACT};
 
 const fkm_variant fkm_fit_flash_nccl = {
     "fit/flash_nccl", FKM_OP_FIT,
     "a whole fit on the experiment's GPUs (flashkm dist --fit): bitwise the centroids of one GPU",
-    70, 0, nccl_supports, NULL, NULL, NULL, NULL, NULL, NULL, 1};
+    70, 0, nccl_supports, NULL, NULL, NULL, NULL, NULL, NULL, 1, FKM_COMPUTE_EXACT};

@@ -417,7 +417,7 @@ static fkm_status validate_fit(run_ctx *ctx, const fkm_case *c, const outputs *h
     return st;
   }
   fkm_assign_check a;
-  fkm_validate_assign(&ref, ctx->g.host.x, h->labels, h->dist, &a);
+  fkm_validate_assign(&ref, ctx->g.host.x, h->labels, h->dist, c->v->compute, &a);
   fkm_assign_ref_free(&ref);
 
   int64_t bad_labels = 0, count_mismatches = 0;
@@ -512,7 +512,7 @@ static fkm_status run_with_state(run_ctx *ctx, const fkm_case *c, const fkm_prob
   cJSON *assign_json = NULL, *update_json = NULL;
   if (c->v->op != FKM_OP_UPDATE) {
     fkm_assign_check a;
-    fkm_validate_assign(&ctx->g.aref, ctx->g.host.x, h.labels, h.dist, &a);
+    fkm_validate_assign(&ctx->g.aref, ctx->g.host.x, h.labels, h.dist, c->v->compute, &a);
     assign_json = assign_check_json(&a);
     if (!a.ok) {
       res->incorrect = 1;
@@ -667,6 +667,7 @@ static cJSON *make_row(const run_ctx *ctx, const fkm_case *c, case_result *r, do
   cJSON_AddStringToObject(row, "data", c->data.label);
   cJSON_AddNumberToObject(row, "seed", (double)c->seed);
   if (r->impl[0]) cJSON_AddStringToObject(row, "impl", r->impl);
+  if (c->v->compute != FKM_COMPUTE_EXACT) cJSON_AddStringToObject(row, "compute", fkm_compute_name(c->v->compute));
   cJSON_AddStringToObject(row, "status", row_status(r));
   if (r->reason[0]) cJSON_AddStringToObject(row, "reason", r->reason);
   else cJSON_AddNullToObject(row, "reason");

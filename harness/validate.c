@@ -12,12 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *fkm_compute_name(fkm_compute c) { return c == FKM_COMPUTE_TF32 ? "tf32" : "exact"; }
+
 /* fp32 accumulation of D products of magnitude up to ||x||·||c|| errs by about
  * sqrt(D)·2^-24 of the scale on random data; 3e-6·sqrt(D) leaves a wide margin
- * (3.4e-5 at D=128) while any wrong label on non-degenerate data is off by O(1). */
-double fkm_assign_tolerance(fkm_dtype t, int64_t D) {
+ * (3.4e-5 at D=128) while any wrong label on non-degenerate data is off by O(1).
+ * tf32: rounding x and c to 10 mantissa bits (round to nearest: 2^-11 relative
+ * each) moves x·c by at most 2^-10·Σ|x_i c_i| <= 2^-10·||x||·||c||, so a score
+ * ||c||² − 2x·c by at most 2^-10·(||x||² + ||c||²): a worst-case bound (random
+ * rounding errors cancel to ~1/sqrt(D) of it). Two scores are compared, and the
+ * other label's ||c||² may exceed the best one's: 4·2^-10 of the scale. */
+double fkm_assign_tolerance(fkm_dtype t, int64_t D, fkm_compute compute) {
   (void)t; /* inputs are exact in fp32 for all three dtypes; accumulation is fp32 */
-  return 3e-6 * sqrt((double)(D < 1 ? 1 : D));
+  const double accumulate = 3e-6 * sqrt((double)(D < 1 ? 1 : D));
+  return compute == FKM_COMPUTE_TF32 ? accumulate + 4.0 * ldexp(1.0, -10) : accumulate;
 }
 
 /* Summing n fp32 values in any order errs by about sqrt(n)·2^-24 of the RMS. */
@@ -108,10 +116,10 @@ oom:
 }
 
 void fkm_validate_assign(const fkm_assign_ref *r, const void *x, const int32_t *labels, const float *dist,
-                         fkm_assign_check *out) {
+                         fkm_compute compute, fkm_assign_check *out) {
   const fkm_shape *s = &r->s;
   memset(out, 0, sizeof *out);
-  out->tol = fkm_assign_tolerance(s->dtype, s->D);
+  out->tol = fkm_assign_tolerance(s->dtype, s->D, compute);
   out->rows_checked = r->n_rows;
   double *xd = malloc(sizeof(double) * (size_t)s->D);
   if (!xd) {

@@ -2,8 +2,9 @@
  *
  * Assignment (near-tie aware): a label that differs from the reference's is a
  * mismatch only when its fp64 distance exceeds the best one by more than
- * tol · (||x||² + ||c_best||²), tol = fkm_assign_tolerance(dtype, D): the error
- * an fp32-accumulated ||c||² − 2x·c can make. Smaller differences are near ties,
+ * tol · (||x||² + ||c_best||²), tol = fkm_assign_tolerance(dtype, D, compute): the
+ * error an fp32-accumulated ||c||² − 2x·c can make from the stored values
+ * (FKM_COMPUTE_EXACT), or from values first rounded to tf32 (FKM_COMPUTE_TF32). Smaller differences are near ties,
  * counted separately. The reported distance must be within 4·tol of the same
  * scale. Large problems are checked on a deterministic sample of rows.
  * Update: counts must be exact; each centroid's error ||c − c_ref|| relative to
@@ -18,7 +19,12 @@
 extern "C" {
 #endif
 
-double fkm_assign_tolerance(fkm_dtype t, int64_t D);
+/* How a variant multiplies: the stored values exactly (every dtype is exact in
+ * fp32), or rounded to tf32 first (10-bit mantissa, tensor cores on fp32 data). */
+typedef enum { FKM_COMPUTE_EXACT = 0, FKM_COMPUTE_TF32 = 1 } fkm_compute;
+const char *fkm_compute_name(fkm_compute c);
+
+double fkm_assign_tolerance(fkm_dtype t, int64_t D, fkm_compute compute);
 double fkm_update_tolerance(int64_t count);
 
 /* The reference for a sample of rows, computed once per problem and reused for
@@ -44,7 +50,7 @@ typedef struct {
 fkm_status fkm_assign_ref_build(const fkm_shape *s, const void *x, const void *c, int64_t max_rows, fkm_assign_ref *ref);
 void fkm_assign_ref_free(fkm_assign_ref *ref);
 void fkm_validate_assign(const fkm_assign_ref *ref, const void *x, const int32_t *labels, const float *dist,
-                         fkm_assign_check *out);
+                         fkm_compute compute, fkm_assign_check *out);
 
 typedef struct {
   fkm_shape s;

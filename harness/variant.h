@@ -12,6 +12,7 @@
 
 #include "flashkm.h"
 #include "device.h"
+#include "validate.h"
 #include <cuda_runtime_api.h>
 
 #ifdef __cplusplus
@@ -82,6 +83,10 @@ typedef struct fkm_variant {
    * experiment's "gpus"); the runner starts it and takes its rows; setup/run
    * are NULL. */
   int multi_gpu;
+  /* How it multiplies (validate.h): FKM_COMPUTE_EXACT (0, the default) or
+   * FKM_COMPUTE_TF32 (fp32 inputs rounded to tf32 on the tensor cores). Sets
+   * the assignment's validation tolerance; the results row names it. */
+  fkm_compute compute;
 } fkm_variant;
 
 int fkm_variant_count(void);

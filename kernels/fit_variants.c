@@ -81,7 +81,7 @@ static const char *const fit_phases[] = {"init", "iterations", NULL};
   }                                                                                                            \
   static fkm_status ident##_setup(const fkm_problem *p, void **state) { return fit_setup(p, state, an, un); }   \
   const fkm_variant ident = {vname,   FKM_OP_FIT, summary,      70,   0, ident##_supports, ident##_setup, fit_run, \
-                             fit_teardown, fit_describe, NULL, fit_phases, 0};
+                             fit_teardown, fit_describe, NULL, fit_phases, 0, FKM_COMPUTE_EXACT};
 
 FKM_FIT_VARIANT(fkm_fit_naive_atomic, "fit/naive_atomic", "assign/naive", "update/atomic_scatter",
                 "a whole fit from the simplest kernels: naive assign + atomic scatter")

@@ -63,7 +63,7 @@ static void check_one(const fkm_variant *v, const shape_case *sc, fkm_dtype t, i
     fkm_assign_ref ref;
     if (fkm_assign_ref_build(&s, h.x, h.c, 4096, &ref) == FKM_OK) {
       fkm_assign_check a;
-      fkm_validate_assign(&ref, h.x, labels, dist, &a);
+      fkm_validate_assign(&ref, h.x, labels, dist, v->compute, &a);
       CHECK_MSG(a.ok, "%s %lldx%lldx%lldx%lld %s %s: %s", v->name, (long long)s.B, (long long)s.N, (long long)s.K,
                 (long long)s.D, fkm_dtype_name(t), adv_names[adv], a.detail);
       /* Exact ties must resolve to the lowest index, as the reference does. */

@@ -21,14 +21,14 @@ static void assign_cases(void) {
   CHECK(fkm_assign_ref_build(&s, h.x, h.c, 100000, &ref) == FKM_OK);
   CHECK_EQ_INT(ref.n_rows, 1200);
   fkm_assign_check a;
-  fkm_validate_assign(&ref, h.x, labels, dist, &a);
+  fkm_validate_assign(&ref, h.x, labels, dist, FKM_COMPUTE_EXACT, &a);
   CHECK(a.ok);
   CHECK_EQ_INT(a.mismatches, 0);
 
   /* A wrong label on blob data is far from the best: a mismatch. */
   int32_t keep = labels[700];
   labels[700] = (keep + 5) % 16;
-  fkm_validate_assign(&ref, h.x, labels, dist, &a);
+  fkm_validate_assign(&ref, h.x, labels, dist, FKM_COMPUTE_EXACT, &a);
   CHECK(!a.ok);
   CHECK_EQ_INT(a.mismatches, 1);
   CHECK_MSG(strstr(a.detail, "batch 1 point 100") != NULL, "detail: %s", a.detail);
@@ -36,16 +36,16 @@ static void assign_cases(void) {
 
   /* Out-of-range label and NaN distance. */
   labels[3] = 16;
-  fkm_validate_assign(&ref, h.x, labels, dist, &a);
+  fkm_validate_assign(&ref, h.x, labels, dist, FKM_COMPUTE_EXACT, &a);
   CHECK_EQ_INT(a.mismatches, 1);
   labels[3] = ref.best_k[3];
   float d = dist[9];
   dist[9] = NAN;
-  fkm_validate_assign(&ref, h.x, labels, dist, &a);
+  fkm_validate_assign(&ref, h.x, labels, dist, FKM_COMPUTE_EXACT, &a);
   CHECK(!a.ok);
   CHECK_EQ_INT(a.bad_dist, 1);
   dist[9] = d * 1.01f + 1.0f;
-  fkm_validate_assign(&ref, h.x, labels, dist, &a);
+  fkm_validate_assign(&ref, h.x, labels, dist, FKM_COMPUTE_EXACT, &a);
   CHECK(!a.ok);
   dist[9] = d;
   fkm_assign_ref_free(&ref);
@@ -68,7 +68,7 @@ static void assign_cases(void) {
   CHECK(fkm_assign_ref_build(&t, x, c, 10, &ref) == FKM_OK);
   int32_t l = 1;
   float dd = 1.0f;
-  fkm_validate_assign(&ref, x, &l, &dd, &a);
+  fkm_validate_assign(&ref, x, &l, &dd, FKM_COMPUTE_EXACT, &a);
   CHECK(a.ok);
   CHECK_EQ_INT(a.near_ties, 1);
   fkm_assign_ref_free(&ref);
@@ -123,7 +123,11 @@ static void update_cases(void) {
 int main(void) {
   assign_cases();
   update_cases();
-  CHECK(fkm_assign_tolerance(FKM_F16, 128) < 1e-4);
+  CHECK(fkm_assign_tolerance(FKM_F16, 128, FKM_COMPUTE_EXACT) < 1e-4);
+  /* tf32: the worst-case input rounding (4 * 2^-10 of the scale) on top of accumulation */
+  CHECK(fkm_assign_tolerance(FKM_F32, 128, FKM_COMPUTE_TF32) > 3.9e-3);
+  CHECK(fkm_assign_tolerance(FKM_F32, 128, FKM_COMPUTE_TF32) < 4.0e-3);
+  CHECK(strcmp(fkm_compute_name(FKM_COMPUTE_TF32), "tf32") == 0);
   CHECK(fkm_update_tolerance(1) < 2e-6);
   return check_exit("test_validate");
 }
