@@ -2,6 +2,7 @@
 #include "autotune.h"
 #include "error.h"
 #include "results.h"
+#include "variant.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -131,8 +132,11 @@ const char *fkm_autotune_lookup(const fkm_shape *s, const fkm_device *dev) {
   return NULL;
 }
 
+/* The exact implementations, not the dispatcher, nor a tf32 one (the dispatcher
+ * must not trade exactness for speed). */
 static int is_candidate(const char *variant) {
-  return strncmp(variant, "assign/flash_", 13) == 0; /* the implementations, not the dispatcher */
+  const fkm_variant *v = fkm_variant_find(variant);
+  return strncmp(variant, "assign/flash_", 13) == 0 && v && v->compute == FKM_COMPUTE_EXACT;
 }
 
 static cJSON *entry_json(const tune_entry *e, const cJSON *row, double median) {

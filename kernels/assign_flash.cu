@@ -23,7 +23,9 @@ typedef struct {
 
 static const fkm_variant *usable(const char *name, const fkm_shape *s, const fkm_device *dev) {
   const fkm_variant *v = fkm_variant_find(name);
-  if (!v || v->op != FKM_OP_ASSIGN || v->min_cc == 0 || dev->cc < v->min_cc || (v->max_cc && dev->cc > v->max_cc))
+  /* only exact implementations: a tf32 one must be asked for by name */
+  if (!v || v->op != FKM_OP_ASSIGN || v->min_cc == 0 || dev->cc < v->min_cc || (v->max_cc && dev->cc > v->max_cc) ||
+      v->compute != FKM_COMPUTE_EXACT)
     return NULL;
   char why[256];
   if (v->supports && v->supports(s, dev, why, sizeof why) != FKM_OK) return NULL;

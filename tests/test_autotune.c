@@ -29,6 +29,7 @@ static const char *results_a =
     ROW("assign/flash", "ok", 1024, 128, 1048576, 0.1) ","          /* the dispatcher: never a candidate */
     ROW("assign/flash_mma", "ok", 1024, 128, 1048576, 0.9) ","
     ROW("assign/flash_wgmma", "ok", 1024, 128, 1048576, 0.7) ","
+    ROW("assign/flash_tf32", "ok", 1024, 128, 1048576, 0.05) ","    /* tf32, not exact: never a candidate */
     ROW("assign/flash_wgmma_bm256", "incorrect", 1024, 128, 1048576, 0.2) "," /* failed: ignored */
     ROW("assign/flash_wgmma_bm256", "ok", 65536, 128, 1048576, 38.0) ","
     ROW("assign/flash_wgmma", "ok", 65536, 128, 1048576, 43.0) ","
