@@ -122,6 +122,7 @@
 #include "variant.h"
 #include "device.h"
 #include "error.h"
+#include "sm90_tma_wgmma.cuh"
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -135,10 +136,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <stdio.h>
-
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define FKM_FW_SM90A 1
-#endif
 
 namespace {
 
@@ -175,54 +172,6 @@ struct Params {
 };
 
 /* ---------------------------------------------------------------------------------- */
-/* fp16 / bf16 helpers (valid for every target)                                        */
-
-template <bool kBF16>
-__device__ __forceinline__ float2 pair_to_f2(uint32_t w) {
-  if constexpr (kBF16) {
-    __nv_bfloat162 h;
-    memcpy(&h, &w, 4);
-    return __bfloat1622float2(h);
-  } else {
-    __half2 h;
-    memcpy(&h, &w, 4);
-    return __half22float2(h);
-  }
-}
-
-/* sum of squares of the 8 elements packed in q, added to s */
-template <bool kBF16>
-__device__ __forceinline__ float sumsq8(uint4 q, float s) {
-  float2 f;
-  f = pair_to_f2<kBF16>(q.x); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
-  f = pair_to_f2<kBF16>(q.y); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
-  f = pair_to_f2<kBF16>(q.z); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
-  f = pair_to_f2<kBF16>(q.w); s = fmaf(f.x, f.x, s); s = fmaf(f.y, f.y, s);
-  return s;
-}
-
-/* ||c_k||^2 for k < K, +inf for K <= k < kpad. One warp per (b, k). */
-template <bool kBF16>
-__global__ void __launch_bounds__(256) cnorm_kernel(const uint16_t *__restrict__ c, float *__restrict__ cn,
-                                                    int K, int D, int kpad, long long rows) {
-  const long long r = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (r >= rows) return;
-  const long long b = r / kpad;
-  const int k = (int)(r - b * kpad);
-  if (k >= K) {
-    if (lane == 0) cn[r] = INFINITY;
-    return;
-  }
-  const uint4 *row = reinterpret_cast<const uint4 *>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D);
-  float s = 0.f;
-  for (int v = lane; v < D / 8; v += 32) s = sumsq8<kBF16>(__ldg(row + v), s);
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-  if (lane == 0) cn[r] = s;
-}
-
-/* ---------------------------------------------------------------------------------- */
 /* sm_90a primitives                                                                    */
 #ifdef FKM_FW_SM90A
 
@@ -233,87 +182,12 @@ struct IntC {
   static constexpr int value = V;
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-
-/* arrive (count 1) and add `bytes` to the expected transaction count of the phase */
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("{\n\t.reg .b64 st;\n\tmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n\t}" ::"r"(bar),
-               "r"(bytes)
-               : "memory");
-}
-
-/* plain arrive (release semantics, CTA scope) */
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  asm volatile("{\n\t.reg .b64 st;\n\tmbarrier.arrive.shared::cta.b64 st, [%0];\n\t}" ::"r"(bar) : "memory");
-}
-
-/* wait until the phase with the given parity has completed (acquire, CTA scope).
- * Debug builds with -DFKM_FW_HANG_TRAP report a wait that never completes (wrong parity
- * or tx byte count) and trap instead of hanging. */
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done;
-#ifdef FKM_FW_HANG_TRAP
-  uint32_t polls = 0;
-#endif
-  do {
-    asm volatile("{\n\t.reg .pred p;\n\t"
-                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
-                 "selp.u32 %0, 1, 0, p;\n\t}"
-                 : "=r"(done)
-                 : "r"(bar), "r"(parity)
-                 : "memory");
-#ifdef FKM_FW_HANG_TRAP
-    if (!done && ++polls == (1u << 24)) {
-      printf("assign/flash_wgmma: mbarrier wait stuck: block %d thread %d barrier smem 0x%x parity %u\n",
-             (int)blockIdx.x, (int)threadIdx.x, bar, parity);
-      __trap();
-    }
-#endif
-  } while (!done);
-}
-
-/* TMA: 3-D tile {c0 (element in D), c1 (row), c2 (batch)} -> shared, completes tx on bar */
-__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap *map, uint32_t bar, int c0, int c1,
-                                            int c2) {
-  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-               " [%0], [%1, {%3, %4, %5}], [%2];" ::"r"(dst),
-               "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
-               : "memory");
-}
-
-__device__ __forceinline__ void tma_prefetch_3d(const CUtensorMap *map, int c0, int c1, int c2) {
-  asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];" ::"l"(
-                   reinterpret_cast<uint64_t>(map)),
-               "r"(c0), "r"(c1), "r"(c2)
-               : "memory");
-}
-
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wg_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-}
-
 /* Makes the compiler treat every accumulator as (re)written here, so no read of them can
  * be scheduled before the preceding (volatile) wgmma.wait_group. */
 __device__ __forceinline__ void acc_fence(float (&d)[64]) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i]));
 }
-
-/* Shared-memory matrix descriptor, K-major, 128-byte swizzle:
- *   bits  0-13 start address >> 4
- *   bits 16-29 leading-dimension byte offset >> 4: unused for swizzled K-major, set to 1
- *   bits 32-45 stride-dimension byte offset >> 4: 1024 B between 8-row core-matrix groups
- *   bits 49-51 base offset = 0 (every atom starts on a 1024-byte boundary)
- *   bits 62-63 swizzle mode 1 = 128B                                                    */
-constexpr uint64_t kDescHi = (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
-__device__ __forceinline__ uint64_t make_desc(uint32_t saddr) { return kDescHi | (uint64_t)((saddr & 0x3FFFFu) >> 4); }
 
 /* D[64x128] (+)= A[64x16] * B[16x128], A and B K-major in shared memory. */
 template <bool kBF16>
@@ -1108,44 +982,6 @@ static int make_cfg_rb2(int64_t D, int64_t K, int64_t smem_optin, bool allow_res
   return 0;
 }
 
-typedef PFN_cuTensorMapEncodeTiled_v12000 encode_fn_t;
-
-static encode_fn_t get_encode_fn(void) {
-  static encode_fn_t fn = nullptr;
-  if (!fn) {
-    void *f = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-        q == cudaDriverEntryPointSuccess && f)
-      fn = reinterpret_cast<encode_fn_t>(f);
-    else
-      (void)cudaGetLastError();
-  }
-  return fn;
-}
-
-/* 3-D map over a [B][rows][D] row-major fp16/bf16 tensor: dims (D, rows, B), box (64, box_rows, 1),
- * 128-byte swizzle, out-of-bounds elements read as zero. */
-static fkm_status encode_map(CUtensorMap *m, const void *ptr, fkm_dtype dt, int64_t D, int64_t rows, int64_t B,
-                             int box_rows) {
-  encode_fn_t fn = get_encode_fn();
-  if (!fn) return fkm_fail(FKM_ERR_CUDA, "assign/flash_wgmma: cuTensorMapEncodeTiled entry point not available");
-  if (((uintptr_t)ptr & 15u) != 0)
-    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_wgmma: tensor base address %p is not 16-byte aligned", ptr);
-  const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)rows, (cuuint64_t)B};
-  const cuuint64_t strides[2] = {(cuuint64_t)D * 2u, (cuuint64_t)rows * (cuuint64_t)D * 2u};
-  const cuuint32_t box[3] = {(cuuint32_t)kAtomCols, (cuuint32_t)box_rows, 1u};
-  const cuuint32_t estr[3] = {1u, 1u, 1u};
-  const CUresult r = fn(m, dt == FKM_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3u,
-                        const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    return fkm_fail(FKM_ERR_CUDA, "assign/flash_wgmma: cuTensorMapEncodeTiled failed (CUresult %d) for dims (%lld, %lld, %lld)",
-                    (int)r, (long long)D, (long long)rows, (long long)B);
-  return FKM_OK;
-}
-
 struct State {
   CUtensorMap tmX; /* alignas(128) by its type; State is allocated with aligned new */
   CUtensorMap tmC;
@@ -1202,8 +1038,9 @@ static void fw_teardown(void *state) {
 }
 
 static fkm_status fw_encode(State *st, const fkm_problem *p) {
-  FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B, st->path == kPathBM256 ? kBM2 : kBM));
-  FKM_TRY(encode_map(&st->tmC, p->c, p->s.dtype, p->s.D, p->s.K, p->s.B, kBN));
+  FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B, st->path == kPathBM256 ? kBM2 : kBM,
+                     "assign/flash_wgmma"));
+  FKM_TRY(encode_map(&st->tmC, p->c, p->s.dtype, p->s.D, p->s.K, p->s.B, kBN, "assign/flash_wgmma"));
   st->x = p->x;
   st->c = p->c;
   return FKM_OK;
