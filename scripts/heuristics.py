@@ -3,7 +3,8 @@
 
 assign/flash is a dispatcher: a heuristic on the shape picks one of the
 assign/flash_* kernels (flash_mma, flash_mma_v1, flash_wgmma, flash_wgmma_bm256,
-flash_simt) and its row's `impl` names the one it ran. An autotuner would
+flash_simt; not the tf32 one, which rounds its inputs) and its row's `impl`
+names the one it ran. An autotuner would
 instead time every candidate on the shape and keep the fastest. For every
 assign shape (B, N, K, D, dtype, data, seed) with a timed ok assign/flash row
 and at least one timed ok candidate row:
@@ -49,6 +50,12 @@ def is_candidate(variant):
     return variant.startswith(CANDIDATE_PREFIX)
 
 
+def is_exact(run):
+    """Rows of a variant that rounds its inputs (assign/flash_tf32: "compute": "tf32")
+    are no candidates: the dispatcher only picks exact implementations."""
+    return run.get("compute", "exact") == "exact"
+
+
 def shape_text(shape):
     """'B×N×K×D dtype data seed S' of an assign shape tuple."""
     return f"{fr.dims(shape)} {shape[5]} {shape[6]} seed {shape[7]}"
@@ -81,7 +88,7 @@ def analyse(loaded):
     notes = [text for (v, _), text in merged if v == DISPATCHER or is_candidate(v)]
     by_shape = {}  # assign shape -> {variant: (run, path)} of the dispatcher and the candidates
     for (v, s), hit in rows.items():
-        if s[0] == "assign" and (v == DISPATCHER or is_candidate(v)):
+        if s[0] == "assign" and (v == DISPATCHER or (is_candidate(v) and is_exact(hit[0]))):
             by_shape.setdefault(s, {})[v] = hit
     results = []
     for shape in sorted(by_shape, key=sort_key):

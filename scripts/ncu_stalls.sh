@@ -20,6 +20,7 @@ metrics+=",sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active"
 metrics+=",sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active"
 metrics+=",sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active"
 metrics+=",l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct_of_peak_sustained_elapsed"
+metrics+=",lts__throughput.avg.pct_of_peak_sustained_elapsed"
 metrics+=",smsp__issue_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum,smsp__inst_executed.sum"
 ncu --profile-from-start off --kernel-name "regex:$kregex" --metrics "$metrics" --section SourceCounters \
     --import-source no -o "$rep" -f "$bin" run "$cfg" --filter "$filter" --profile -q -o "$rep.json" >/dev/null
@@ -39,6 +40,7 @@ for r in data:
              ("fma", "sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active"),
              ("lsu", "sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active"),
              ("smem wavefronts", "l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct_of_peak_sustained_elapsed"),
+             ("L2", "lts__throughput.avg.pct_of_peak_sustained_elapsed"),
              ("issue", "smsp__issue_active.avg.pct_of_peak_sustained_active")]
     print("   busy %: " + "  ".join("%s %s" % (n, get(m)) for n, m in pipes))
     st = []
