@@ -48,14 +48,18 @@ static const fkm_variant *usable(const char *name, const fkm_shape *s, const fkm
  *    vs 0.337 (mma); at K = 4096 its serialised fold still loses (1M x 4096 x
  *    512: 7.45 vs 6.57).
  *  - otherwise flash_wgmma (BM = 128).
- * Ahead of all these, for D <= 128 and 256 < K <= 65536: flash_wgmma_pp (ping-pong
- *   warpgroups, 64 x 256 tiles; results/h100/ablation_heuristics.json, 2026-11-26): it
- *   beats the pick above on every such shape measured, 1.1-1.4x (1M x 1000 x 128:
- *   0.529 vs 0.705; 1M x 1000 x 64: 0.427 vs 0.550 mma; 10M x 8192 x 128: 41.4 vs 47.9;
- *   65536 x 65536 x 64: 1.86 vs 1.99); at K = 128 its half-empty 256-column tile loses
- *   (1M x 128 x 128: 0.171 vs 0.128 mma), and at K = 200000 it is even (118 vs 121 at
- *   D = 128, 103 vs 98 at D = 64). Where it does not run (D % 8, not sm_90a) the list
- *   it heads continues with the pick above.
+ * Ahead of all these, for D <= 128 (results/h100/ablation_heuristics.json, 2026-11-26),
+ * the ping-pong kernels, which beat every pick above on the shapes below:
+ *  - flash_wgmma_pp (2 warpgroups, 64 x 256 tiles) for 256 < K <= 65536, 1.1-1.4x
+ *    (1M x 1000 x 128: 0.529 vs 0.705 wgmma; 1M x 1000 x 64: 0.427 vs 0.550 mma;
+ *    10M x 8192 x 128: 41.4 vs 47.9; 65536 x 65536 x 64: 1.86 vs 1.99);
+ *  - flash_wgmma_pp3 (3 warpgroups, 64 x 128 tiles: two fold while one multiplies) with
+ *    at least 2^20 points for K <= 128 (1M x 128 x 128: 0.115 vs 0.128 mma; 10M x 128
+ *    x 128: 0.953 vs 1.094), for D <= 64 with K >= 8192 (10M x 8192 x 64: 30.6 vs 34.1
+ *    pp; 1M x 16384 x 64: 6.76 vs 7.18), and for K > 65536 at any point count (1M x
+ *    200000 x 128: 113.5 vs 118.0 pp, 120.6 bm256); with fewer points mma or pp win
+ *    (65536 x 128 x 64: 0.012 mma vs 0.016; 65536 x 8192 x 64: 0.237 pp vs 0.257).
+ * Where they do not run (D % 8, not sm_90a) the list above applies.
  * Each list ends in the portable implementations (flash_mma: sm80+, fp16/bf16;
  * flash_simt: anything). */
 static const fkm_variant *heuristic(const fkm_shape *s, const fkm_device *dev) {
@@ -68,9 +72,15 @@ static const fkm_variant *heuristic(const fkm_shape *s, const fkm_device *dev) {
   const char *const *order = wgmma_first;
   if ((s->D <= 64 && s->K <= 8192 && mma_fills) || (s->K <= 256 && s->D <= 128)) order = mma_first;
   else if (s->K >= 8192) order = bm256_first;
-  if (s->D <= 128 && s->K > 256 && s->K <= 65536) {
-    const fkm_variant *pp = usable("assign/flash_wgmma_pp", s, dev);
-    if (pp) return pp;
+  if (s->D <= 128) {
+    const int many_points = s->B * s->N >= ((int64_t)1 << 20);
+    const char *pp = NULL;
+    if ((s->K <= 128 && many_points) || s->K > 65536 || (s->D <= 64 && s->K >= 8192 && many_points))
+      pp = "assign/flash_wgmma_pp3";
+    else if (s->K > 256)
+      pp = "assign/flash_wgmma_pp";
+    const fkm_variant *v = pp ? usable(pp, s, dev) : NULL;
+    if (v) return v;
   }
   for (int i = 0; order[i]; i++) {
     const fkm_variant *v = usable(order[i], s, dev);
@@ -134,7 +144,7 @@ extern "C" const char *fkm_assign_flash_choice(const fkm_shape *s, const fkm_dev
 
 extern "C" const fkm_variant fkm_assign_flash = {
     "assign/flash", FKM_OP_ASSIGN,
-    "FlashAssign dispatcher: the autotune cache's pick, else a shape heuristic (flash_wgmma_pp for D <= 128 and "
-    "256 < K <= 65536, flash_mma for little work per point, flash_wgmma_bm256 for large K, else flash_wgmma; "
-    "flash_simt where nothing else runs)",
+    "FlashAssign dispatcher: the autotune cache's pick, else a shape heuristic (for D <= 128 the ping-pong "
+    "kernels flash_wgmma_pp / _pp3; else flash_mma for little work per point, flash_wgmma_bm256 for large K, "
+    "flash_wgmma; flash_simt where nothing else runs)",
     70, 0, flash_supports, flash_setup, flash_run, flash_teardown, flash_describe};

@@ -1,6 +1,11 @@
-/* assign_flash_wgmma_pp.cu — assign/flash_wgmma_pp: FlashAssign on Hopper (sm_90a) with
- * ping-pong consumer warpgroups: one warpgroup's argmin fold runs while the other's MMAs
- * hold the tensor cores (the FlashAttention-3 schedule), on 64 x 256 tiles.
+/* assign_flash_wgmma_pp.cu — assign/flash_wgmma_pp and assign/flash_wgmma_pp3: FlashAssign
+ * on Hopper (sm_90a) with ping-pong consumer warpgroups: one warpgroup's argmin fold runs
+ * while another's MMAs hold the tensor cores (the FlashAttention-3 schedule).
+ *   pp:  2 consumer warpgroups, 64 x 256 tiles (m64n256k16, 128 accumulators per thread);
+ *   pp3: 3 consumer warpgroups in round robin, 64 x 128 tiles (m64n128k16, 64 accumulators):
+ *        two fold while the third multiplies; faster for K <= 128, D <= 64 with K >= 8192
+ *        and K > 65536 (kernels/assign_flash.cu has the numbers).
+ * Below, "the other warpgroup" is the next one in the round robin.
  *
  * Why: assign/flash_wgmma (BM = 128, m64n128, two accumulator sets per warpgroup, each
  *   fold under the same warpgroup's next MMAs) keeps the tensor pipe only 41 % busy at
@@ -12,11 +17,10 @@
  * lowest k), dist = max(0, ||x_n||^2 + s_label). ||c||^2 from cnorm_kernel (+inf for the
  * padding columns k >= K of the last tile, so they never win a strict '<').
  *
- * Block (384 threads, 1 per SM, persistent over items = (batch, 128-point tile)):
+ * Block (128 (NWG + 1) threads, 1 per SM, persistent over items = (batch, 64 NWG points)):
  *   warpgroup 0, producer: one thread issues the TMA loads (setmaxnreg 24);
- *   warpgroups 1, 2, consumers w = 0, 1 (setmaxnreg 240): rows [64w, 64w + 64) of the
- *   item; per centroid tile of 256: 128 fp32 accumulators per thread, KS = ceil(D/16)
- *   wgmma.m64n256k16, then the fold.
+ *   warpgroups 1..NWG, consumers w = 0..NWG-1 (setmaxnreg 240 / 160): rows [64w, 64w + 64)
+ *   of the item; per centroid tile: KS = ceil(D/16) wgmmas, then the fold.
  * Schedule per consumer warpgroup and tile (named barriers 1 and 2 are the two turns):
  *   bar.sync(my turn) -> wait X (first tile of an item) and the C stage -> issue the
  *   tile's wgmmas, commit -> bar.arrive(other's turn) -> ||x||^2 (first tile) and the
@@ -28,10 +32,10 @@
  *   other's MMAs (8 x 128 cycles at D = 128). Warpgroup 0 goes first (warpgroup 1
  *   arrives once up front and skips its very last arrive, so arrivals and waits pair up).
  * Shared memory (base rounded up to 1024 B, 128B-swizzled by TMA): 2 X slots of A atoms
- *   (A = ceil(D/64); an X atom is 128 rows x 128 B), S C stages of A atoms (256 rows x
- *   128 B), then the mbarriers. D = 128: S = 2 (192 KB); D <= 64: S = 6.
+ *   (A = ceil(D/64); an X atom is 64 NWG rows x 128 B), S C stages of A atoms (BN rows x
+ *   128 B), then the mbarriers. pp, D = 128: S = 2 (192 KB); pp3, D = 128: S = 4 (224 KB).
  * Fragment layout (wgmma D, per thread, lane = 4g + q): rows 16*warp + g and + 8 of the
- *   warpgroup's 64, columns 8j + 2q + {0, 1}, j = 0..31: acc[4j + 2h + e].
+ *   warpgroup's 64, columns 8j + 2q + {0, 1}, j < BN/8: acc[4j + 2h + e].
  * Limits: fp16/bf16, D % 8 == 0, 8 <= D <= 128 (the X and C atoms of larger D do not
  *   fit twice), compute capability 9.0. */
 #include "device.h"
@@ -49,12 +53,26 @@
 
 namespace {
 
-constexpr int kBM = 128;                    /* points per item: 2 consumer warpgroups x 64 */
-constexpr int kBN = 256;                    /* centroids per tile: wgmma N */
 constexpr int kMaxD = 128;
-constexpr uint32_t kXAtom = 128u * 128u;    /* X atom: 128 rows x 128 B */
-constexpr uint32_t kCAtom = 256u * 128u;    /* C atom: 256 rows x 128 B */
-constexpr int kThreads = 384;
+
+/* The two geometries: NWG consumer warpgroups of 64 rows (an item is BM = 64 NWG points)
+ * and centroid tiles of BN (the wgmma N). pp: 2 x 64 x 256, 240 registers per consumer
+ * thread (128 accumulators); pp3: 3 x 64 x 128, 160 registers (64 accumulators), so that
+ * two warpgroups fold while the third multiplies. */
+template <int NWG_, int BN_>
+struct Geo {
+  static constexpr int NWG = NWG_, BN = BN_, BM = 64 * NWG_;
+  static constexpr int THREADS = 128 * (NWG_ + 1);
+  static constexpr int NACC = BN_ / 2;              /* accumulators per consumer thread */
+  static constexpr int NJ = BN_ / 8;                /* 8-column blocks per row and thread */
+  static constexpr uint32_t XATOM = (uint32_t)BM * 128u; /* X atom: BM rows x 128 B */
+  static constexpr uint32_t CATOM = (uint32_t)BN_ * 128u; /* C atom: BN rows x 128 B */
+  static constexpr uint32_t CWARPS = 4u * NWG_;     /* arrivals that free a stage or an X slot */
+  static_assert(NACC * 2 == BN_ && NJ * 8 == BN_ && (NJ == 16 || NJ == 32) && CWARPS == 4u * NWG_,
+                "tile width 128 or 256");
+};
+typedef Geo<2, 256> GeoPP;
+typedef Geo<3, 128> GeoPP3;
 constexpr int kMaxXSlots = 2;
 constexpr int kMaxStages = 8;
 constexpr uint32_t kBarBytes = 8u * 2u * (uint32_t)(kMaxStages + kMaxXSlots);
@@ -62,10 +80,10 @@ constexpr uint32_t kAlignSlack = 1024u;
 
 struct Params {
   int N, K, D, B;
-  int tiles_n; /* ceil(N / kBM) */
+  int tiles_n; /* ceil(N / BM) */
   int items;   /* B * tiles_n */
-  int T;       /* ceil(K / kBN) */
-  int kpad;    /* T * kBN */
+  int T;       /* ceil(K / BN) */
+  int kpad;    /* T * BN */
   int A;       /* ceil(D / 64) atoms */
   int KS;      /* ceil(D / 16) k-steps */
   int S;       /* C stages */
@@ -77,9 +95,8 @@ struct Params {
 
 #ifdef FKM_FW_SM90A
 
-constexpr uint32_t kConsumerWarps = 8u; /* arrivals that free a stage or an X slot */
-constexpr int kTurnBar = 1;             /* named barriers kTurnBar + w: warpgroup w's turn */
-constexpr int kTurnThreads = 256;       /* both consumer warpgroups */
+constexpr int kTurnBar = 1;       /* named barriers kTurnBar + w: warpgroup w's turn */
+constexpr int kTurnThreads = 256; /* the waiting warpgroup and the one that hands over */
 
 __device__ __forceinline__ void named_bar_sync(int id, int n) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
@@ -137,23 +154,69 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t da, u
 #undef FKM_PP_REGS
 #undef FKM_PP_OUTS
 
+#define FKM_PP_REGS64 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define FKM_PP_OUTS64 \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+
+/* D[64x128] (+)= A[64x16] * B[16x128]; operands %0..%63, %64 A, %65 B, %66 scale-d. */
+template <bool kBF16>
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d) {
+  if constexpr (kBF16)
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FKM_PP_REGS64
+                 ", %64, %65, p, 1, 1, 0, 0;\n\t}"
+                 : FKM_PP_OUTS64
+                 : "l"(da), "l"(db), "r"(scale_d)
+                 : "memory");
+  else
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " FKM_PP_REGS64
+                 ", %64, %65, p, 1, 1, 0, 0;\n\t}"
+                 : FKM_PP_OUTS64
+                 : "l"(da), "l"(db), "r"(scale_d)
+                 : "memory");
+}
+#undef FKM_PP_REGS64
+#undef FKM_PP_OUTS64
+
+template <bool kBF16>
+__device__ __forceinline__ void wgmma_tile_step(float (&d)[128], uint64_t da, uint64_t db, uint32_t scale_d) {
+  wgmma_m64n256k16<kBF16>(d, da, db, scale_d);
+}
+template <bool kBF16>
+__device__ __forceinline__ void wgmma_tile_step(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d) {
+  wgmma_m64n128k16<kBF16>(d, da, db, scale_d);
+}
+
 /* No read of the accumulators may be scheduled above the preceding wgmma.wait_group. */
-__device__ __forceinline__ void acc_fence(float (&d)[128]) {
+template <int N>
+__device__ __forceinline__ void acc_fence(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i]));
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i]));
 }
 
 /* One tile: NK k-steps of 16, straight-line (a branch between the wgmmas of a group makes
  * ptxas close and reopen the group around each). k-step kk lives in atom kk/4 at byte
  * offset 32*(kk%4) inside the 1024-byte swizzle pattern. */
-template <bool kBF16, int NK>
-__device__ __forceinline__ void issue_tile(float (&d)[128], uint32_t a_base, uint32_t b_base) {
+template <bool kBF16, int NK, class G>
+__device__ __forceinline__ void issue_tile(float (&d)[G::NACC], uint32_t a_base, uint32_t b_base) {
   wg_fence();
 #pragma unroll
   for (int kk = 0; kk < NK; ++kk) {
     const uint32_t kin = (uint32_t)(kk & 3) * 32u;
-    wgmma_m64n256k16<kBF16>(d, make_desc(a_base + (uint32_t)(kk >> 2) * kXAtom + kin),
-                            make_desc(b_base + (uint32_t)(kk >> 2) * kCAtom + kin), kk == 0 ? 0u : 1u);
+    wgmma_tile_step<kBF16>(d, make_desc(a_base + (uint32_t)(kk >> 2) * G::XATOM + kin),
+                           make_desc(b_base + (uint32_t)(kk >> 2) * G::CATOM + kin), kk == 0 ? 0u : 1u);
   }
   wg_commit();
 }
@@ -164,8 +227,8 @@ __device__ __forceinline__ void issue_tile(float (&d)[128], uint32_t a_base, uin
  * col0 is added once, when the tile merges into the running best. cnv[i] = ||c||^2 of block
  * J0 + i's two columns. Measured slower at 1M x 1024 x 128 (NOTES.md): two or four
  * independent chains per row, all 32 blocks' ||c||^2 loaded before the wait, quarters. */
-template <int J0>
-__device__ __forceinline__ void fold_half(const float (&acc)[128], const float2 (&cnv)[16], float (&lb)[2],
+template <int J0, int NACC>
+__device__ __forceinline__ void fold_half(const float (&acc)[NACC], const float2 (&cnv)[16], float (&lb)[2],
                                           int (&li)[2]) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -182,8 +245,8 @@ __device__ __forceinline__ void fold_half(const float (&acc)[128], const float2 
 
 #endif /* FKM_FW_SM90A */
 
-template <bool kBF16>
-__global__ void __launch_bounds__(kThreads, 1)
+template <bool kBF16, class G>
+__global__ void __launch_bounds__(G::THREADS, 1)
     flash_assign_pp_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
                            const Params p) {
 #ifdef FKM_FW_SM90A
@@ -193,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint8_t *const smem = smem_raw + pad;
   const uint32_t sbase = raw_addr + pad;
 
-  const uint32_t x_slot = (uint32_t)p.A * kXAtom, c_stage = (uint32_t)p.A * kCAtom;
+  const uint32_t x_slot = (uint32_t)p.A * G::XATOM, c_stage = (uint32_t)p.A * G::CATOM;
   const uint32_t c_off = (uint32_t)p.NXS * x_slot;
   const uint32_t bar0 = sbase + c_off + (uint32_t)p.S * c_stage;
   auto cfull = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)i; };
@@ -207,11 +270,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) {
     for (int i = 0; i < p.S; ++i) {
       mbar_init(cfull(i), 1);
-      mbar_init(cempty(i), kConsumerWarps);
+      mbar_init(cempty(i), G::CWARPS);
     }
     for (int i = 0; i < p.NXS; ++i) {
       mbar_init(xfull(i), 1);
-      mbar_init(xempty(i), kConsumerWarps);
+      mbar_init(xempty(i), G::CWARPS);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmX)) : "memory");
@@ -227,18 +290,18 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t xph = 0, cph = 0;
       for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
         const int b = item / p.tiles_n;
-        const int n0 = (item - b * p.tiles_n) * kBM;
+        const int n0 = (item - b * p.tiles_n) * G::BM;
         mbar_wait(xempty(xs), xph ^ 1u);
         mbar_arrive_expect_tx(xfull(xs), x_slot);
         for (int a = 0; a < p.A; ++a)
-          tma_load_3d(sbase + (uint32_t)xs * x_slot + (uint32_t)a * kXAtom, &tmX, xfull(xs), a * kSwizzleCols, n0, b);
+          tma_load_3d(sbase + (uint32_t)xs * x_slot + (uint32_t)a * G::XATOM, &tmX, xfull(xs), a * kSwizzleCols, n0, b);
         if (++xs == p.NXS) { xs = 0; xph ^= 1u; }
         for (int t = 0; t < p.T; ++t) {
           mbar_wait(cempty(cs), cph ^ 1u);
           mbar_arrive_expect_tx(cfull(cs), c_stage);
           for (int a = 0; a < p.A; ++a)
-            tma_load_3d(sbase + c_off + (uint32_t)cs * c_stage + (uint32_t)a * kCAtom, &tmC, cfull(cs),
-                        a * kSwizzleCols, t * kBN, b);
+            tma_load_3d(sbase + c_off + (uint32_t)cs * c_stage + (uint32_t)a * G::CATOM, &tmC, cfull(cs),
+                        a * kSwizzleCols, t * G::BN, b);
           if (++cs == p.S) { cs = 0; cph ^= 1u; }
         }
       }
@@ -247,18 +310,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   /* ============================== consumer warpgroups ============================== */
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;" ::: "memory");
+  if constexpr (G::NWG == 2)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;" ::: "memory");
+  else
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 160;" ::: "memory");
 
-  const int cw = warp - 4;  /* 0..7 */
+  const int cw = warp - 4;  /* 0 .. 4 NWG - 1 */
   const int wg = cw >> 2;   /* rows [64*wg, 64*wg + 64) of the item */
   const int wq = cw & 3;    /* rows 16*wq .. 16*wq + 15 of those */
   const int gq = lane >> 2;
   const int tq = lane & 3;
   const uint32_t a_row_off = (uint32_t)wg * 64u * 128u; /* 8 KB: a multiple of 1024 */
   const int row0 = wg * 64 + wq * 16 + gq;              /* item rows row0 and row0 + 8 */
-  const int my_turn = kTurnBar + wg, other_turn = kTurnBar + (wg ^ 1);
+  const int my_turn = kTurnBar + wg, next_turn = kTurnBar + (wg + 1) % G::NWG;
 
-  float acc[128];
+  float acc[G::NACC];
   float bs[2] = {INFINITY, INFINITY};
   int bi[2] = {0, 0};
   float xn[2] = {0.f, 0.f};
@@ -267,11 +333,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int steps = ((p.items - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x) * p.T;
   int step = 0;
 
-  if (wg == 1) named_bar_arrive(kTurnBar, kTurnThreads); /* warpgroup 0 issues first */
+  /* warpgroup 0 issues first; after that each hands the turn to the next, round robin */
+  if (wg == G::NWG - 1) named_bar_arrive(kTurnBar, kTurnThreads);
 
   for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
     const int b = item / p.tiles_n;
-    const int n0 = (item - b * p.tiles_n) * kBM;
+    const int n0 = (item - b * p.tiles_n) * G::BM;
     const uint32_t xbase = sbase + (uint32_t)xs * x_slot;
     const float *cn_b = p.cnorm + (size_t)b * (size_t)p.kpad + 2 * tq;
     for (int t = 0; t < p.T; ++t, ++step) {
@@ -283,17 +350,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         const uint32_t a_base = xbase + a_row_off;
         const uint32_t b_base = sbase + c_off + (uint32_t)cs * c_stage;
         switch (p.KS) {
-        case 1: issue_tile<kBF16, 1>(acc, a_base, b_base); break;
-        case 2: issue_tile<kBF16, 2>(acc, a_base, b_base); break;
-        case 3: issue_tile<kBF16, 3>(acc, a_base, b_base); break;
-        case 4: issue_tile<kBF16, 4>(acc, a_base, b_base); break;
-        case 5: issue_tile<kBF16, 5>(acc, a_base, b_base); break;
-        case 6: issue_tile<kBF16, 6>(acc, a_base, b_base); break;
-        case 7: issue_tile<kBF16, 7>(acc, a_base, b_base); break;
-        default: issue_tile<kBF16, 8>(acc, a_base, b_base); break;
+        case 1: issue_tile<kBF16, 1, G>(acc, a_base, b_base); break;
+        case 2: issue_tile<kBF16, 2, G>(acc, a_base, b_base); break;
+        case 3: issue_tile<kBF16, 3, G>(acc, a_base, b_base); break;
+        case 4: issue_tile<kBF16, 4, G>(acc, a_base, b_base); break;
+        case 5: issue_tile<kBF16, 5, G>(acc, a_base, b_base); break;
+        case 6: issue_tile<kBF16, 6, G>(acc, a_base, b_base); break;
+        case 7: issue_tile<kBF16, 7, G>(acc, a_base, b_base); break;
+        default: issue_tile<kBF16, 8, G>(acc, a_base, b_base); break;
         }
       }
-      if (wg == 0 || step + 1 < steps) named_bar_arrive(other_turn, kTurnThreads);
+      if (wg != G::NWG - 1 || step + 1 < steps) named_bar_arrive(next_turn, kTurnThreads);
 
       if (t == 0) {
         /* ||x||^2 of rows row0, row0 + 8: whole 16-byte units of a row (the swizzle
@@ -303,15 +370,15 @@ __global__ void __launch_bounds__(kThreads, 1)
           const uint8_t *rp = smem + (size_t)xs * x_slot + (size_t)(row0 + 8 * h) * 128u + (size_t)tq * 32u;
           float s = 0.f;
           for (int a = 0; a < p.A; ++a) {
-            const uint4 *q = reinterpret_cast<const uint4 *>(rp + (size_t)a * kXAtom);
+            const uint4 *q = reinterpret_cast<const uint4 *>(rp + (size_t)a * G::XATOM);
             s = sumsq8<kBF16>(q[0], s);
             s = sumsq8<kBF16>(q[1], s);
           }
           xn[h] = s;
         }
       }
-      const int col0 = t * kBN + 2 * tq;
-      const float2 *cnp = reinterpret_cast<const float2 *>(cn_b + (size_t)t * kBN);
+      const int col0 = t * G::BN + 2 * tq;
+      const float2 *cnp = reinterpret_cast<const float2 *>(cn_b + (size_t)t * G::BN);
       float2 cnv[16];
 #pragma unroll
       for (int i = 0; i < 16; ++i) cnv[i] = __ldg(cnp + 4 * i);
@@ -327,10 +394,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 
       float lb[2] = {INFINITY, INFINITY};
       int li[2] = {0, 0};
-      fold_half<0>(acc, cnv, lb, li);
+      fold_half<0, G::NACC>(acc, cnv, lb, li);
+      if constexpr (G::NJ == 32) {
 #pragma unroll
-      for (int i = 0; i < 16; ++i) cnv[i] = __ldg(cnp + 4 * (16 + i));
-      fold_half<16>(acc, cnv, lb, li);
+        for (int i = 0; i < 16; ++i) cnv[i] = __ldg(cnp + 4 * (16 + i));
+        fold_half<16, G::NACC>(acc, cnv, lb, li);
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) /* strict '<': earlier tiles hold lower indices */
         if (lb[h] < bs[h]) { bs[h] = lb[h]; bi[h] = col0 + li[h]; }
@@ -371,21 +440,34 @@ __global__ void __launch_bounds__(kThreads, 1)
 /* ---------------------------------------------------------------------------------- */
 /* host side                                                                            */
 
+/* The geometry at run time: which of the two kernels, and its sizes. */
+struct Shape {
+  const char *name; /* the variant */
+  int nwg, bm, bn;
+  uint32_t xatom, catom;
+};
+template <class G>
+static Shape shape_of(const char *name) {
+  return Shape{name, G::NWG, G::BM, G::BN, G::XATOM, G::CATOM};
+}
+static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp");
+static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3");
+
 struct Cfg {
   int A, KS, S, NXS;
   size_t smem;
 };
 
 /* Two X slots (the next item's X loads during this one) and as many C stages as fit, at
- * least 2. (One X slot and three stages at D = 128 measured slower: 0.550 vs 0.517 ms.) */
-static int make_cfg(int64_t D, int64_t smem_optin, Cfg *c) {
+ * least 2. (pp, D = 128: one X slot and three stages measured slower, 0.550 vs 0.517 ms.) */
+static int make_cfg(const Shape &g, int64_t D, int64_t smem_optin, Cfg *c) {
   memset(c, 0, sizeof *c);
   if (D < 8 || D > kMaxD) return -1;
   c->A = (int)((D + 63) / 64);
   c->KS = (int)((D + 15) / 16);
   c->NXS = kMaxXSlots;
-  const int64_t fixed = kAlignSlack + kBarBytes + (int64_t)c->NXS * c->A * kXAtom;
-  const int64_t stage = (int64_t)c->A * kCAtom;
+  const int64_t fixed = kAlignSlack + kBarBytes + (int64_t)c->NXS * c->A * g.xatom;
+  const int64_t stage = (int64_t)c->A * g.catom;
   if (smem_optin <= fixed) return -1;
   int64_t S = (smem_optin - fixed) / stage;
   if (S > kMaxStages) S = kMaxStages;
@@ -400,6 +482,7 @@ struct State {
   CUtensorMap tmC;
   const void *x, *c;
   fkm_shape s;
+  Shape g;
   Cfg cfg;
   float *cn;
   int grid, tiles_n, T;
@@ -407,7 +490,7 @@ struct State {
 
 static const int64_t kMaxTmaStride = (int64_t)1 << 40;
 
-static fkm_status pp_supports(const fkm_shape *s, const fkm_device *dev, char *why, size_t why_len) {
+static fkm_status supports_g(const Shape &g, const fkm_shape *s, const fkm_device *dev, char *why, size_t why_len) {
   auto no = [&](const char *msg) {
     if (why && why_len) snprintf(why, why_len, "%s", msg);
     return FKM_ERR_NOT_SUPPORTED;
@@ -416,16 +499,17 @@ static fkm_status pp_supports(const fkm_shape *s, const fkm_device *dev, char *w
   if (dev->cc != 90) return no("needs compute capability 9.0 (sm_90a: TMA, wgmma, setmaxnreg)");
   if (s->dtype != FKM_F16 && s->dtype != FKM_BF16) return no("fp16/bf16 only (wgmma f16/bf16 inputs)");
   if (s->D % 8 != 0) return no("D must be a multiple of 8 (TMA needs 16-byte row strides)");
-  if (s->D < 8 || s->D > kMaxD) return no("needs 8 <= D <= 128 (two X slots and two 256-row C stages in shared memory)");
+  if (s->D < 8 || s->D > kMaxD) return no("needs 8 <= D <= 128 (two X slots and two C stages in shared memory)");
   if (s->B < 1 || s->N < 1 || s->K < 1) return no("needs B, N, K >= 1");
-  const int64_t tiles_n = (s->N + kBM - 1) / kBM;
-  const int64_t T = (s->K + kBN - 1) / kBN;
-  if (s->N > INT32_MAX - kBM || s->K > INT32_MAX - kBN || tiles_n * s->B > INT32_MAX || T * kBN * s->B > INT32_MAX)
+  const int64_t tiles_n = (s->N + g.bm - 1) / g.bm;
+  const int64_t T = (s->K + g.bn - 1) / g.bn;
+  if (s->N > INT32_MAX - g.bm || s->K > INT32_MAX - g.bn || tiles_n * s->B > INT32_MAX ||
+      T * g.bn * s->B > INT32_MAX)
     return no("shape too large for 32-bit tile coordinates");
   if (s->N * s->D * 2 >= kMaxTmaStride || s->K * s->D * 2 >= kMaxTmaStride)
     return no("batch stride exceeds the TMA limit of 2^40 bytes");
   Cfg cfg;
-  if (make_cfg(s->D, dev->smem_per_block_optin, &cfg) != 0) return no("not enough shared memory per block");
+  if (make_cfg(g, s->D, dev->smem_per_block_optin, &cfg) != 0) return no("not enough shared memory per block");
   return FKM_OK;
 }
 
@@ -437,14 +521,20 @@ static void pp_teardown(void *state) {
 }
 
 static fkm_status pp_encode(State *st, const fkm_problem *p) {
-  FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B, kBM, "assign/flash_wgmma_pp"));
-  FKM_TRY(encode_map(&st->tmC, p->c, p->s.dtype, p->s.D, p->s.K, p->s.B, kBN, "assign/flash_wgmma_pp"));
+  FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B, st->g.bm, st->g.name));
+  FKM_TRY(encode_map(&st->tmC, p->c, p->s.dtype, p->s.D, p->s.K, p->s.B, st->g.bn, st->g.name));
   st->x = p->x;
   st->c = p->c;
   return FKM_OK;
 }
 
-static fkm_status pp_setup(const fkm_problem *p, void **state) {
+template <bool kBF16>
+static const void *kernel_of(const Shape &g) {
+  return g.nwg == 2 ? (const void *)flash_assign_pp_kernel<kBF16, GeoPP>
+                    : (const void *)flash_assign_pp_kernel<kBF16, GeoPP3>;
+}
+
+static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
   *state = nullptr;
   const fkm_shape *s = &p->s;
   int dev = 0, cc_major = 0, cc_minor = 0, sms = 0, optin = 0;
@@ -460,22 +550,22 @@ static fkm_status pp_setup(const fkm_problem *p, void **state) {
   d.sm_count = sms;
   d.smem_per_block_optin = optin;
   char why[256] = "";
-  if (pp_supports(s, &d, why, sizeof why) != FKM_OK)
-    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_wgmma_pp: %s", why);
+  if (supports_g(g, s, &d, why, sizeof why) != FKM_OK) return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s: %s", g.name, why);
 
   State *st = new (std::nothrow) State();
-  if (!st) return fkm_fail(FKM_ERR_OOM, "assign/flash_wgmma_pp: cannot allocate state");
+  if (!st) return fkm_fail(FKM_ERR_OOM, "%s: cannot allocate state", g.name);
   st->s = *s;
-  (void)make_cfg(s->D, optin, &st->cfg); /* pp_supports checked it */
-  st->tiles_n = (int)((s->N + kBM - 1) / kBM);
-  st->T = (int)((s->K + kBN - 1) / kBN);
+  st->g = g;
+  (void)make_cfg(g, s->D, optin, &st->cfg); /* supports_g checked it */
+  st->tiles_n = (int)((s->N + g.bm - 1) / g.bm);
+  st->T = (int)((s->K + g.bn - 1) / g.bn);
   const int64_t items = (int64_t)st->tiles_n * s->B;
   st->grid = (int)(items < (int64_t)sms ? items : (int64_t)sms);
 
-  const size_t cn_bytes = sizeof(float) * (size_t)s->B * (size_t)st->T * (size_t)kBN;
+  const size_t cn_bytes = sizeof(float) * (size_t)s->B * (size_t)st->T * (size_t)g.bn;
   if (p->scratch_budget != 0 && cn_bytes > p->scratch_budget) {
     pp_teardown(st);
-    return fkm_fail(FKM_ERR_OOM, "assign/flash_wgmma_pp: needs %zu bytes of scratch, budget is %zu", cn_bytes,
+    return fkm_fail(FKM_ERR_OOM, "%s: needs %zu bytes of scratch, budget is %zu", g.name, cn_bytes,
                     p->scratch_budget);
   }
   cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&st->cn), cn_bytes);
@@ -489,8 +579,7 @@ static fkm_status pp_setup(const fkm_problem *p, void **state) {
     pp_teardown(st);
     return rs;
   }
-  const void *fn = s->dtype == FKM_BF16 ? (const void *)flash_assign_pp_kernel<true>
-                                        : (const void *)flash_assign_pp_kernel<false>;
+  const void *fn = s->dtype == FKM_BF16 ? kernel_of<true>(g) : kernel_of<false>(g);
   e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
   if (e != cudaSuccess) {
     pp_teardown(st);
@@ -500,15 +589,20 @@ static fkm_status pp_setup(const fkm_problem *p, void **state) {
   return FKM_OK;
 }
 
+template <bool kBF16, class G>
+static void launch(const State *st, const Params &prm, cudaStream_t stream) {
+  flash_assign_pp_kernel<kBF16, G><<<st->grid, G::THREADS, st->cfg.smem, stream>>>(st->tmX, st->tmC, prm);
+}
+
 static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream) {
   State *st = static_cast<State *>(state);
   if (!st) return fkm_fail(FKM_ERR_INTERNAL, "assign/flash_wgmma_pp: run without setup");
   const fkm_shape *s = &p->s;
   if (s->B != st->s.B || s->N != st->s.N || s->K != st->s.K || s->D != st->s.D || s->dtype != st->s.dtype)
-    return fkm_fail(FKM_ERR_INPUT, "assign/flash_wgmma_pp: run() shape differs from setup()");
+    return fkm_fail(FKM_ERR_INPUT, "%s: run() shape differs from setup()", st->g.name);
   if (p->x != st->x || p->c != st->c) FKM_TRY(pp_encode(st, p)); /* host-only work */
 
-  const int kpad = st->T * kBN;
+  const int kpad = st->T * st->g.bn;
   const long long rows = (long long)s->B * kpad;
   const unsigned nblk = (unsigned)((rows + 7) / 8);
   if (s->dtype == FKM_BF16)
@@ -535,13 +629,26 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
   prm.cnorm = st->cn;
   prm.labels = p->labels;
   prm.dist = p->dist;
-  if (s->dtype == FKM_BF16)
-    flash_assign_pp_kernel<true><<<st->grid, kThreads, st->cfg.smem, stream>>>(st->tmX, st->tmC, prm);
-  else
-    flash_assign_pp_kernel<false><<<st->grid, kThreads, st->cfg.smem, stream>>>(st->tmX, st->tmC, prm);
+  const bool bf = s->dtype == FKM_BF16;
+  if (st->g.nwg == 2) {
+    if (bf) launch<true, GeoPP>(st, prm, stream);
+    else launch<false, GeoPP>(st, prm, stream);
+  } else {
+    if (bf) launch<true, GeoPP3>(st, prm, stream);
+    else launch<false, GeoPP3>(st, prm, stream);
+  }
   FKM_CUDA_LAUNCH();
   return FKM_OK;
 }
+
+static fkm_status pp_supports(const fkm_shape *s, const fkm_device *d, char *w, size_t n) {
+  return supports_g(kShapePP, s, d, w, n);
+}
+static fkm_status pp3_supports(const fkm_shape *s, const fkm_device *d, char *w, size_t n) {
+  return supports_g(kShapePP3, s, d, w, n);
+}
+static fkm_status pp_setup(const fkm_problem *p, void **state) { return setup_g(kShapePP, p, state); }
+static fkm_status pp3_setup(const fkm_problem *p, void **state) { return setup_g(kShapePP3, p, state); }
 
 } /* namespace */
 
@@ -554,6 +661,21 @@ extern "C" const fkm_variant fkm_assign_flash_wgmma_pp = {
     90,
     pp_supports,
     pp_setup,
+    pp_run,
+    pp_teardown,
+};
+
+/* Three consumer warpgroups in round robin on 64 x 128 tiles: two fold while one
+ * multiplies (more warps to hide the fold's latency, at 160 registers per thread). */
+extern "C" const fkm_variant fkm_assign_flash_wgmma_pp3 = {
+    "assign/flash_wgmma_pp3",
+    FKM_OP_ASSIGN,
+    "flash_wgmma_pp with three consumer warpgroups in round robin on 64 x 128 tiles (m64n128k16): two fold "
+    "while the third's MMAs run; D <= 128",
+    90,
+    90,
+    pp3_supports,
+    pp3_setup,
     pp_run,
     pp_teardown,
 };
