@@ -21,16 +21,18 @@
  *   warpgroup 0, producer: one thread issues the TMA loads (setmaxnreg 24);
  *   warpgroups 1..NWG, consumers w = 0..NWG-1 (setmaxnreg 240 / 160): rows [64w, 64w + 64)
  *   of the item; per centroid tile: KS = ceil(D/16) wgmmas, then the fold.
- * Schedule per consumer warpgroup and tile (named barriers 1 and 2 are the two turns):
+ * Schedule per consumer warpgroup and tile (named barrier 1 + w is warpgroup w's turn):
  *   bar.sync(my turn) -> wait X (first tile of an item) and the C stage -> issue the
- *   tile's wgmmas, commit -> bar.arrive(other's turn) -> ||x||^2 (first tile) and the
- *   first half of the tile's ||c||^2 -> wait_group 0 -> release the C stage (and the X
- *   slot after the item's last tile) -> fold -> write the item's rows after its last tile.
- *   The tensor cores run the warpgroups' groups in issue order, so while warpgroup 0
- *   folds tile t, warpgroup 1's tile t is on the tensor cores, then warpgroup 0's t + 1:
- *   busy as long as a fold (64 x 256 scores, ~4 instructions each) is shorter than the
- *   other's MMAs (8 x 128 cycles at D = 128). Warpgroup 0 goes first (warpgroup 1
- *   arrives once up front and skips its very last arrive, so arrivals and waits pair up).
+ *   tile's wgmmas, commit -> bar.arrive(the next warpgroup's turn) -> ||x||^2 (first tile)
+ *   and the first half of the tile's ||c||^2 -> wait_group 0 -> release the C stage (and
+ *   the X slot after the item's last tile) -> fold -> write the item's rows after its last
+ *   tile. The tensor cores run the warpgroups' groups in issue order, so (pp) while
+ *   warpgroup 0 folds tile t, warpgroup 1's tile t is on the tensor cores, then warpgroup
+ *   0's t + 1: busy as long as a fold (64 x 256 scores, ~4 instructions each) is shorter
+ *   than the other's MMAs (8 x 128 cycles at D = 128). It is not, quite: the tensor pipe
+ *   is 56 % busy at 1M x 1024 x 128, 85 % with the fold removed (NOTES.md). Warpgroup 0
+ *   goes first (the last warpgroup arrives once up front and skips its very last arrive,
+ *   so arrivals and waits pair up).
  * Shared memory (base rounded up to 1024 B, 128B-swizzled by TMA): 2 X slots of A atoms
  *   (A = ceil(D/64); an X atom is 64 NWG rows x 128 B), S C stages of A atoms (BN rows x
  *   128 B), then the mbarriers. pp, D = 128: S = 2 (192 KB); pp3, D = 128: S = 4 (224 KB).
