@@ -7,6 +7,7 @@
  *      device or shape passes the choice to the next in its order.
  * The results row names what ran ("impl"), with " (tuned)" when the cache
  * chose; `flashkm list` lists the candidates. */
+#include "assign_flash.h"
 #include "autotune.h"
 #include "error.h"
 #include "variant.h"
@@ -137,6 +138,7 @@ static void flash_teardown(void *state) {
 
 static const char *flash_describe(void *state) { return ((flash_state *)state)->describe; }
 
+/* assign_flash.h */
 extern "C" const char *fkm_assign_flash_choice(const fkm_shape *s, const fkm_device *dev) {
   const fkm_variant *v = choose(s, dev, NULL);
   return v ? v->name : NULL;
