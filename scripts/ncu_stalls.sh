@@ -13,7 +13,9 @@ filter=${3:?variant filter}
 kregex=${4:?kernel regex}
 top=${5:-12}
 command -v ncu >/dev/null || { echo "ncu_stalls: ncu (Nsight Compute) is not on PATH" >&2; exit 1; }
-rep=$(mktemp -d)/stalls
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+rep=$tmp/stalls
 metrics="regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"
 metrics+=",sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"
 metrics+=",sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active"

@@ -94,11 +94,13 @@ def latex_cell(text, r):
     return row[header.index(variant)]
 
 
-def check_number_cell(cell, value, speedup=None):
+def check_number_cell(cell, value, speedup=None, has_speedup=True):
     """cell is 'value (speedup×)' with value to 4 significant digits and speedup to 2
-    (checked unless speedup is None), or 'value' alone where the table has no baseline."""
+    (its value checked unless speedup is None); with has_speedup=False it is 'value'
+    alone (a shape without a run of the table's baseline)."""
     m = CELL.match(cell)
     assert m, cell
+    assert (m.group(2) is not None) == has_speedup, cell
     assert float(m.group(1)) == pytest.approx(value, rel=6e-4), cell
     if speedup is not None:
         assert float(m.group(2)) == pytest.approx(speedup, rel=0.03, abs=0.006), cell
@@ -214,7 +216,7 @@ def test_table_baseline_metric_and_output(tmp_path):
         naive = next((b for b in ok_runs(doc, "assign") if b["variant"] == "assign/naive" and same_shape(b, r)), None)
         # shapes without a naive run (the fp32 experiment) get no speedup
         check_number_cell(md_cell(text, r), r["derived"]["tflops"],
-                          naive and naive["timing"]["median"] / r["timing"]["median"])
+                          naive and naive["timing"]["median"] / r["timing"]["median"], has_speedup=naive is not None)
 
 
 def test_table_merges_files_with_note(tmp_path):
