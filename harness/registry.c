@@ -15,6 +15,7 @@ extern const fkm_variant fkm_assign_flash_wgmma;
 extern const fkm_variant fkm_assign_flash_wgmma_bm256;
 extern const fkm_variant fkm_assign_flash_wgmma_pp;
 extern const fkm_variant fkm_assign_flash_wgmma_pp3;
+extern const fkm_variant fkm_assign_flash_wgmma_pp_fold;
 extern const fkm_variant fkm_assign_flash_tf32;
 extern const fkm_variant fkm_assign_flash;
 extern const fkm_variant fkm_update_sort_inverse;
@@ -43,6 +44,7 @@ static const fkm_variant *const registry[] = {
     &fkm_assign_flash_wgmma_bm256,
     &fkm_assign_flash_wgmma_pp,
     &fkm_assign_flash_wgmma_pp3,
+    &fkm_assign_flash_wgmma_pp_fold,
     &fkm_assign_flash_tf32,
     &fkm_assign_flash,
     &fkm_update_sort_inverse,

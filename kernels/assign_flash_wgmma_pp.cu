@@ -38,8 +38,16 @@
  *   128 B), then the mbarriers. pp, D = 128: S = 2 (192 KB); pp3, D = 128: S = 4 (224 KB).
  * Fragment layout (wgmma D, per thread, lane = 4g + q): rows 16*warp + g and + 8 of the
  *   warpgroup's 64, columns 8j + 2q + {0, 1}, j < BN/8: acc[4j + 2h + e].
+ * Norm step (from K = 4097 on for pp, 16385 for pp3; assign/flash_wgmma_pp_fold never):
+ *   one more wgmma per tile, A = constant weights from registers, B = the tile's digits of
+ *   -||c||^2 / 2 (cnorm_digits_kernel, a BN x 32 B block per C stage, 32B-swizzled), puts
+ *   the norm into the accumulators, so the fold is a bare running max with no ||c||^2
+ *   loads; a norm out of the digits' range makes the whole launch fold as before.
  * Limits: fp16/bf16, D % 8 == 0, 8 <= D <= 128 (the X and C atoms of larger D do not
- *   fit twice), compute capability 9.0. */
+ *   fit twice), compute capability 9.0.
+ * -DFKM_PP_PHASE_CLOCK: each consumer warpgroup of block 0 times its phases per tile with
+ *   clock64 (loop, turn, data wait, MMA issue, before the MMA wait, MMA wait, fold) and
+ *   run() prints the means to stderr: where the cycles of a tile go (NOTES.md). */
 #include "device.h"
 #include "error.h"
 #include "sm90_tma_wgmma.cuh"
@@ -69,6 +77,7 @@ struct Geo {
   static constexpr int NJ = BN_ / 8;                /* 8-column blocks per row and thread */
   static constexpr uint32_t XATOM = (uint32_t)BM * 128u; /* X atom: BM rows x 128 B */
   static constexpr uint32_t CATOM = (uint32_t)BN_ * 128u; /* C atom: BN rows x 128 B */
+  static constexpr uint32_t NATOM = (uint32_t)BN_ * 32u;  /* norm digits of a tile: BN rows x 32 B */
   static constexpr uint32_t CWARPS = 4u * NWG_;     /* arrivals that free a stage or an X slot */
   static_assert(NACC * 2 == BN_ && NJ * 8 == BN_ && (NJ == 16 || NJ == 32) && CWARPS == 4u * NWG_,
                 "tile width 128 or 256");
@@ -79,6 +88,7 @@ constexpr int kMaxXSlots = 2;
 constexpr int kMaxStages = 8;
 constexpr uint32_t kBarBytes = 8u * 2u * (uint32_t)(kMaxStages + kMaxXSlots);
 constexpr uint32_t kAlignSlack = 1024u;
+constexpr int kDigitCols = 16; /* one k16 step: 4 digits of -||c||^2 / 2, then zeros */
 
 struct Params {
   int N, K, D, B;
@@ -90,12 +100,75 @@ struct Params {
   int KS;      /* ceil(D / 16) k-steps */
   int S;       /* C stages */
   int NXS;     /* X slots */
+  int norm_in_mma;           /* variant: -||c||^2 / 2 added by an extra MMA step (else in the fold) */
+  const unsigned *range_flag; /* == epoch: some ||c||^2 too large for the digits, fold this run */
+  unsigned epoch;
   const float *cnorm;
   int32_t *labels;
   float *dist;
 };
 
+/* -||c||^2 / 2 as four 16-bit digits d_i with weights w_i: sum_i w_i d_i equals it to ~2^-40
+ * relative (each digit rounds the remainder of the previous ones). fp16: w = 2^15, 2^4, 2^-7,
+ * 2^-18 (11 bits apart, so every remainder fits the next digit: |r_i / w_i| <= 2^15), valid
+ * while ||c||^2 / 2 <= 65504 * 2^15; bf16: w = 1 (bf16 has fp32's range). The weights are
+ * the A operand's constant rows (kWeights*). Returns false when out of range. */
+
+template <bool kBF16>
+__device__ __forceinline__ bool norm_digits(float cn, uint16_t (&d)[4]) {
+  double r = -0.5 * (double)cn;
+  if constexpr (kBF16) {
+    for (int i = 0; i < 4; ++i) {
+      const __nv_bfloat16 h = __double2bfloat16(r);
+      d[i] = __bfloat16_as_ushort(h);
+      r -= (double)__bfloat162float(h);
+    }
+    return isfinite(cn) && !__hisinf(__ushort_as_bfloat16(d[0]));
+  } else {
+    const double w[4] = {32768.0, 16.0, 1.0 / 128.0, 1.0 / 262144.0};
+    if (!(fabs(r) <= 65504.0 * 32768.0)) return false; /* also +inf, NaN */
+    for (int i = 0; i < 4; ++i) {
+      const __half h = __double2half(r / w[i]);
+      d[i] = __half_as_ushort(h);
+      r -= w[i] * (double)__half2float(h);
+    }
+    return true;
+  }
+}
+
+/* ||c_k||^2 (as cnorm_kernel: +inf for padding rows K <= k < kpad) and, when digits is not
+ * null, its digits row [d0 d1 d2 d3 0 ... 0] (16 x 16 bit; zeros for padding rows, which the
+ * fold masks). A norm out of the digits' range stores `epoch` in *range_flag: the assign
+ * kernel launched next then folds with cnorm instead. One warp per (b, k). */
+template <bool kBF16>
+__global__ void __launch_bounds__(256) cnorm_digits_kernel(const uint16_t *__restrict__ c, float *__restrict__ cn,
+                                                           uint4 *__restrict__ digits, unsigned *range_flag,
+                                                           unsigned epoch, int K, int D, int kpad, long long rows) {
+  const long long r = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const long long b = r / kpad;
+  const int k = (int)(r - b * kpad);
+  float s = INFINITY;
+  if (k < K) s = warp_row_sumsq<kBF16>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D, D, lane);
+  if (lane != 0) return;
+  cn[r] = s;
+  if (!digits) return;
+  uint16_t d[4] = {0, 0, 0, 0};
+  if (k < K && !norm_digits<kBF16>(s, d)) *range_flag = epoch;
+  digits[2 * r] = make_uint4((uint32_t)d[0] | ((uint32_t)d[1] << 16), (uint32_t)d[2] | ((uint32_t)d[3] << 16), 0u, 0u);
+  digits[2 * r + 1] = make_uint4(0u, 0u, 0u, 0u);
+}
+
+#ifdef FKM_PP_PHASE_CLOCK
+/* per consumer warpgroup of block 0: mean cycles per tile of the 7 phases, then the tile count */
+__device__ long long g_phase_cycles[4][8];
+#endif
 #ifdef FKM_FW_SM90A
+
+/* the digits' weights, two per 32-bit register as the A fragment holds them (low half first) */
+constexpr uint32_t kWeightsF16Lo = 0x4C007800u, kWeightsF16Hi = 0x00402000u; /* (2^15, 2^4), (2^-7, 2^-18) */
+constexpr uint32_t kWeightsBF16 = 0x3F803F80u;                               /* (1, 1) */
 
 constexpr int kTurnBar = 1;       /* named barriers kTurnBar + w: warpgroup w's turn */
 constexpr int kTurnThreads = 256; /* the waiting warpgroup and the one that hands over */
@@ -107,7 +180,7 @@ __device__ __forceinline__ void named_bar_arrive(int id, int n) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
 }
 
-#define FKM_PP_REGS \
+#define FKM_PP_REGS128 \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
@@ -116,90 +189,70 @@ __device__ __forceinline__ void named_bar_arrive(int id, int n) {
   "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
-#define FKM_PP_OUTS \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
-  "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
-  "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
-  "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
-  "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
-  "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
-  "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
-  "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
-  "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-
-/* D[64x256] (+)= A[64x16] * B[16x256], A and B K-major in shared memory; operands %0..%127
- * accumulators, %128 A descriptor, %129 B descriptor, %130 scale-d (0: D = A*B). */
-template <bool kBF16>
-__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t da, uint64_t db, uint32_t scale_d) {
-  if constexpr (kBF16)
-    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %130, 0;\n\t"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " FKM_PP_REGS
-                 ", %128, %129, p, 1, 1, 0, 0;\n\t}"
-                 : FKM_PP_OUTS
-                 : "l"(da), "l"(db), "r"(scale_d)
-                 : "memory");
-  else
-    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %130, 0;\n\t"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " FKM_PP_REGS
-                 ", %128, %129, p, 1, 1, 0, 0;\n\t}"
-                 : FKM_PP_OUTS
-                 : "l"(da), "l"(db), "r"(scale_d)
-                 : "memory");
-}
-#undef FKM_PP_REGS
-#undef FKM_PP_OUTS
-
 #define FKM_PP_REGS64 \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
-#define FKM_PP_OUTS64 \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define FKM_PP_OUTS64(o) \
+  "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), \
+  "+f"(d[o + 6]), "+f"(d[o + 7]), "+f"(d[o + 8]), "+f"(d[o + 9]), "+f"(d[o + 10]), "+f"(d[o + 11]), \
+  "+f"(d[o + 12]), "+f"(d[o + 13]), "+f"(d[o + 14]), "+f"(d[o + 15]), "+f"(d[o + 16]), "+f"(d[o + 17]), \
+  "+f"(d[o + 18]), "+f"(d[o + 19]), "+f"(d[o + 20]), "+f"(d[o + 21]), "+f"(d[o + 22]), "+f"(d[o + 23]), \
+  "+f"(d[o + 24]), "+f"(d[o + 25]), "+f"(d[o + 26]), "+f"(d[o + 27]), "+f"(d[o + 28]), "+f"(d[o + 29]), \
+  "+f"(d[o + 30]), "+f"(d[o + 31]), "+f"(d[o + 32]), "+f"(d[o + 33]), "+f"(d[o + 34]), "+f"(d[o + 35]), \
+  "+f"(d[o + 36]), "+f"(d[o + 37]), "+f"(d[o + 38]), "+f"(d[o + 39]), "+f"(d[o + 40]), "+f"(d[o + 41]), \
+  "+f"(d[o + 42]), "+f"(d[o + 43]), "+f"(d[o + 44]), "+f"(d[o + 45]), "+f"(d[o + 46]), "+f"(d[o + 47]), \
+  "+f"(d[o + 48]), "+f"(d[o + 49]), "+f"(d[o + 50]), "+f"(d[o + 51]), "+f"(d[o + 52]), "+f"(d[o + 53]), \
+  "+f"(d[o + 54]), "+f"(d[o + 55]), "+f"(d[o + 56]), "+f"(d[o + 57]), "+f"(d[o + 58]), "+f"(d[o + 59]), \
+  "+f"(d[o + 60]), "+f"(d[o + 61]), "+f"(d[o + 62]), "+f"(d[o + 63])
+#define FKM_PP_OUTS128 FKM_PP_OUTS64(0), FKM_PP_OUTS64(64)
 
-/* D[64x128] (+)= A[64x16] * B[16x128]; operands %0..%63, %64 A, %65 B, %66 scale-d. */
+/* One wgmma m64nNk16, D (+)= A * B with fp32 accumulators d: SS = A and B from shared-memory
+ * descriptors (da, db); RS = A from four registers a0..a3 (the thread's fragment), B from db.
+ * scale_d = 0: D = A * B. TYPE is "f16" or "bf16"; IA.. are the operand numbers after d's. */
+#define FKM_WGMMA_SS(N, TYPE, REGS, OUTS, IA, IB, IS)                                                    \
+  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %" IS ", 0;\n\t"                                    \
+               "wgmma.mma_async.sync.aligned.m64n" N "k16.f32." TYPE "." TYPE " " REGS ", %" IA ", %" IB \
+               ", p, 1, 1, 0, 0;\n\t}"                                                                   \
+               : OUTS                                                                                    \
+               : "l"(da), "l"(db), "r"(scale_d)                                                          \
+               : "memory")
+#define FKM_WGMMA_RS(N, TYPE, REGS, OUTS, IA, IB, IS)                                           \
+  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %" IS ", 0;\n\t"                           \
+               "wgmma.mma_async.sync.aligned.m64n" N "k16.f32." TYPE "." TYPE " " REGS ", " IA \
+               ", %" IB ", p, 1, 1, 0;\n\t}"                                                    \
+               : OUTS                                                                           \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)              \
+               : "memory")
+
 template <bool kBF16>
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d) {
-  if constexpr (kBF16)
-    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FKM_PP_REGS64
-                 ", %64, %65, p, 1, 1, 0, 0;\n\t}"
-                 : FKM_PP_OUTS64
-                 : "l"(da), "l"(db), "r"(scale_d)
-                 : "memory");
-  else
-    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %66, 0;\n\t"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " FKM_PP_REGS64
-                 ", %64, %65, p, 1, 1, 0, 0;\n\t}"
-                 : FKM_PP_OUTS64
-                 : "l"(da), "l"(db), "r"(scale_d)
-                 : "memory");
+__device__ __forceinline__ void wgmma_ss(float (&d)[128], uint64_t da, uint64_t db, uint32_t scale_d) {
+  if constexpr (kBF16) FKM_WGMMA_SS("256", "bf16", FKM_PP_REGS128, FKM_PP_OUTS128, "128", "129", "130");
+  else FKM_WGMMA_SS("256", "f16", FKM_PP_REGS128, FKM_PP_OUTS128, "128", "129", "130");
 }
+template <bool kBF16>
+__device__ __forceinline__ void wgmma_ss(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d) {
+  if constexpr (kBF16) FKM_WGMMA_SS("128", "bf16", FKM_PP_REGS64, FKM_PP_OUTS64(0), "64", "65", "66");
+  else FKM_WGMMA_SS("128", "f16", FKM_PP_REGS64, FKM_PP_OUTS64(0), "64", "65", "66");
+}
+template <bool kBF16>
+__device__ __forceinline__ void wgmma_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t db, uint32_t scale_d) {
+  if constexpr (kBF16)
+    FKM_WGMMA_RS("256", "bf16", FKM_PP_REGS128, FKM_PP_OUTS128, "{%128, %129, %130, %131}", "132", "133");
+  else FKM_WGMMA_RS("256", "f16", FKM_PP_REGS128, FKM_PP_OUTS128, "{%128, %129, %130, %131}", "132", "133");
+}
+template <bool kBF16>
+__device__ __forceinline__ void wgmma_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t db, uint32_t scale_d) {
+  if constexpr (kBF16) FKM_WGMMA_RS("128", "bf16", FKM_PP_REGS64, FKM_PP_OUTS64(0), "{%64, %65, %66, %67}", "68", "69");
+  else FKM_WGMMA_RS("128", "f16", FKM_PP_REGS64, FKM_PP_OUTS64(0), "{%64, %65, %66, %67}", "68", "69");
+}
+#undef FKM_WGMMA_SS
+#undef FKM_WGMMA_RS
+#undef FKM_PP_REGS128
 #undef FKM_PP_REGS64
 #undef FKM_PP_OUTS64
-
-template <bool kBF16>
-__device__ __forceinline__ void wgmma_tile_step(float (&d)[128], uint64_t da, uint64_t db, uint32_t scale_d) {
-  wgmma_m64n256k16<kBF16>(d, da, db, scale_d);
-}
-template <bool kBF16>
-__device__ __forceinline__ void wgmma_tile_step(float (&d)[64], uint64_t da, uint64_t db, uint32_t scale_d) {
-  wgmma_m64n128k16<kBF16>(d, da, db, scale_d);
-}
+#undef FKM_PP_OUTS128
 
 /* No read of the accumulators may be scheduled above the preceding wgmma.wait_group. */
 template <int N>
@@ -208,17 +261,20 @@ __device__ __forceinline__ void acc_fence(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i]));
 }
 
-/* One tile: NK k-steps of 16, straight-line (a branch between the wgmmas of a group makes
- * ptxas close and reopen the group around each). k-step kk lives in atom kk/4 at byte
- * offset 32*(kk%4) inside the 1024-byte swizzle pattern. */
-template <bool kBF16, int NK, class G>
-__device__ __forceinline__ void issue_tile(float (&d)[G::NACC], uint32_t a_base, uint32_t b_base) {
+/* One tile: with kNormMma first the digits step (A = the weights in registers, B = the
+ * tile's digits block: acc = -||c||^2 / 2), then NK k-steps of x.c, straight-line (a branch
+ * between the wgmmas of a group makes ptxas close and reopen the group around each). k-step
+ * kk lives in atom kk/4 at byte offset 32*(kk%4) inside the 1024-byte swizzle pattern. */
+template <bool kBF16, int NK, class G, bool kNormMma>
+__device__ __forceinline__ void issue_tile(float (&d)[G::NACC], uint32_t a_base, uint32_t b_base, uint32_t n_base,
+                                           const uint32_t (&wa)[4]) {
   wg_fence();
+  if constexpr (kNormMma) wgmma_rs<kBF16>(d, wa, make_desc_sw32(n_base), 0u);
 #pragma unroll
   for (int kk = 0; kk < NK; ++kk) {
     const uint32_t kin = (uint32_t)(kk & 3) * 32u;
-    wgmma_tile_step<kBF16>(d, make_desc(a_base + (uint32_t)(kk >> 2) * G::XATOM + kin),
-                           make_desc(b_base + (uint32_t)(kk >> 2) * G::CATOM + kin), kk == 0 ? 0u : 1u);
+    wgmma_ss<kBF16>(d, make_desc(a_base + (uint32_t)(kk >> 2) * G::XATOM + kin),
+                    make_desc(b_base + (uint32_t)(kk >> 2) * G::CATOM + kin), (kNormMma || kk > 0) ? 1u : 0u);
   }
   wg_commit();
 }
@@ -245,78 +301,74 @@ __device__ __forceinline__ void fold_half(const float (&acc)[NACC], const float2
   }
 }
 
-#endif /* FKM_FW_SM90A */
+/* One score v into a running (best, index) for the largest: the index follows the strict
+ * comparison, the best is a bare max.f32 (FMNMX), so the chain from score to score is one
+ * instruction, not a compare then a select (-4 to -5 % at K = 8192 on the H100; the same
+ * form in fold_half measured 2-4 % slower at K <= 1024, so that one keeps the select). */
+__device__ __forceinline__ void fold_max_step(float v, float &best, int &idx, int col) {
+  idx = v > best ? col : idx;
+  asm("max.f32 %0, %1, %2;" : "=f"(best) : "f"(best), "f"(v));
+}
 
-template <bool kBF16, class G>
-__global__ void __launch_bounds__(G::THREADS, 1)
-    flash_assign_pp_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
-                           const Params p) {
-#ifdef FKM_FW_SM90A
-  extern __shared__ uint8_t smem_raw[];
-  const uint32_t raw_addr = smem_u32(smem_raw);
-  const uint32_t pad = (1024u - (raw_addr & 1023u)) & 1023u;
-  uint8_t *const smem = smem_raw + pad;
-  const uint32_t sbase = raw_addr + pad;
-
-  const uint32_t x_slot = (uint32_t)p.A * G::XATOM, c_stage = (uint32_t)p.A * G::CATOM;
-  const uint32_t c_off = (uint32_t)p.NXS * x_slot;
-  const uint32_t bar0 = sbase + c_off + (uint32_t)p.S * c_stage;
-  auto cfull = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)i; };
-  auto cempty = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(kMaxStages + i); };
-  auto xfull = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(2 * kMaxStages + i); };
-  auto xempty = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(2 * kMaxStages + kMaxXSlots + i); };
-
-  const int warp = (int)(threadIdx.x >> 5);
-  const int lane = (int)(threadIdx.x & 31);
-
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < p.S; ++i) {
-      mbar_init(cfull(i), 1);
-      mbar_init(cempty(i), G::CWARPS);
+/* The fold when the MMA added -||c||^2 / 2: acc = x.c - ||c||^2 / 2 = -s / 2, so the running
+ * (max, local argmax) with strict '>' over increasing columns: three instructions a score
+ * instead of four, and no ||c||^2 loads. (Two or four independent chains per row measured
+ * slower or equal: NOTES.md.) */
+template <int NACC>
+__device__ __forceinline__ void fold_max(const float (&acc)[NACC], float (&lb)[2], int (&li)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int j = 0; j < NACC / 4; ++j) {
+      fold_max_step(acc[4 * j + 2 * h], lb[h], li[h], 8 * j);
+      fold_max_step(acc[4 * j + 2 * h + 1], lb[h], li[h], 8 * j + 1);
     }
-    for (int i = 0; i < p.NXS; ++i) {
-      mbar_init(xfull(i), 1);
-      mbar_init(xempty(i), G::CWARPS);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmX)) : "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmC)) : "memory");
   }
-  __syncthreads();
+}
 
-  if (warp < 4) {
-    /* ============================== producer warpgroup ============================== */
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;" ::: "memory");
-    if (warp == 0 && lane == 0) {
-      int xs = 0, cs = 0;
-      uint32_t xph = 0, cph = 0;
-      for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
-        const int b = item / p.tiles_n;
-        const int n0 = (item - b * p.tiles_n) * G::BM;
-        mbar_wait(xempty(xs), xph ^ 1u);
-        mbar_arrive_expect_tx(xfull(xs), x_slot);
-        for (int a = 0; a < p.A; ++a)
-          tma_load_3d(sbase + (uint32_t)xs * x_slot + (uint32_t)a * G::XATOM, &tmX, xfull(xs), a * kSwizzleCols, n0, b);
-        if (++xs == p.NXS) { xs = 0; xph ^= 1u; }
-        for (int t = 0; t < p.T; ++t) {
-          mbar_wait(cempty(cs), cph ^ 1u);
-          mbar_arrive_expect_tx(cfull(cs), c_stage);
-          for (int a = 0; a < p.A; ++a)
-            tma_load_3d(sbase + c_off + (uint32_t)cs * c_stage + (uint32_t)a * G::CATOM, &tmC, cfull(cs),
-                        a * kSwizzleCols, t * G::BN, b);
-          if (++cs == p.S) { cs = 0; cph ^= 1u; }
-        }
-      }
+/* Shared-memory layout of a block (see the file comment). */
+struct Smem {
+  uint8_t *ptr;
+  uint32_t base, x_slot, c_stage, c_off, n_off, bar0;
+  __device__ uint32_t cfull(int i) const { return bar0 + 8u * (uint32_t)i; }
+  __device__ uint32_t cempty(int i) const { return bar0 + 8u * (uint32_t)(kMaxStages + i); }
+  __device__ uint32_t xfull(int i) const { return bar0 + 8u * (uint32_t)(2 * kMaxStages + i); }
+  __device__ uint32_t xempty(int i) const { return bar0 + 8u * (uint32_t)(2 * kMaxStages + kMaxXSlots + i); }
+};
+
+/* The producer: one thread issues the TMA loads of every item's X and its C tiles (with the
+ * tiles' norm digits when kNormMma). */
+template <class G, bool kNormMma>
+__device__ __forceinline__ void produce(const CUtensorMap *tmX, const CUtensorMap *tmC, const CUtensorMap *tmN,
+                                        const Params &p, const Smem &sm) {
+  int xs = 0, cs = 0;
+  uint32_t xph = 0, cph = 0;
+  const uint32_t c_bytes = sm.c_stage + (kNormMma ? G::NATOM : 0u);
+  for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
+    const int b = item / p.tiles_n;
+    const int n0 = (item - b * p.tiles_n) * G::BM;
+    mbar_wait(sm.xempty(xs), xph ^ 1u);
+    mbar_arrive_expect_tx(sm.xfull(xs), sm.x_slot);
+    for (int a = 0; a < p.A; ++a)
+      tma_load_3d(sm.base + (uint32_t)xs * sm.x_slot + (uint32_t)a * G::XATOM, tmX, sm.xfull(xs), a * kSwizzleCols,
+                  n0, b);
+    if (++xs == p.NXS) { xs = 0; xph ^= 1u; }
+    for (int t = 0; t < p.T; ++t) {
+      mbar_wait(sm.cempty(cs), cph ^ 1u);
+      mbar_arrive_expect_tx(sm.cfull(cs), c_bytes);
+      for (int a = 0; a < p.A; ++a)
+        tma_load_3d(sm.base + sm.c_off + (uint32_t)cs * sm.c_stage + (uint32_t)a * G::CATOM, tmC, sm.cfull(cs),
+                    a * kSwizzleCols, t * G::BN, b);
+      if constexpr (kNormMma)
+        tma_load_3d(sm.base + sm.n_off + (uint32_t)cs * G::NATOM, tmN, sm.cfull(cs), 0, t * G::BN, b);
+      if (++cs == p.S) { cs = 0; cph ^= 1u; }
     }
-    return;
   }
+}
 
-  /* ============================== consumer warpgroups ============================== */
-  if constexpr (G::NWG == 2)
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;" ::: "memory");
-  else
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 160;" ::: "memory");
-
+/* A consumer warpgroup: the schedule of the file comment. */
+template <bool kBF16, class G, bool kNormMma>
+__device__ __forceinline__ void consume(const Params &p, const Smem &sm, int warp, int lane) {
   const int cw = warp - 4;  /* 0 .. 4 NWG - 1 */
   const int wg = cw >> 2;   /* rows [64*wg, 64*wg + 64) of the item */
   const int wq = cw & 3;    /* rows 16*wq .. 16*wq + 15 of those */
@@ -325,15 +377,38 @@ __global__ void __launch_bounds__(G::THREADS, 1)
   const uint32_t a_row_off = (uint32_t)wg * 64u * 128u; /* 8 KB: a multiple of 1024 */
   const int row0 = wg * 64 + wq * 16 + gq;              /* item rows row0 and row0 + 8 */
   const int my_turn = kTurnBar + wg, next_turn = kTurnBar + (wg + 1) % G::NWG;
+  /* the weights' A fragment: every row is (w0 w1 w2 w3 0 ... 0); this thread holds columns
+   * 2 tq, 2 tq + 1 (registers 0, 1: rows g, g + 8) and 2 tq + 8, + 9 (registers 2, 3) */
+  const uint32_t wpair = tq >= 2 ? 0u : kBF16 ? kWeightsBF16 : tq == 0 ? kWeightsF16Lo : kWeightsF16Hi;
+  const uint32_t wa[4] = {wpair, wpair, 0u, 0u};
+  constexpr float kWorst = kNormMma ? -INFINITY : INFINITY; /* best score before any column */
 
   float acc[G::NACC];
-  float bs[2] = {INFINITY, INFINITY};
+  float bs[2] = {kWorst, kWorst};
   int bi[2] = {0, 0};
   float xn[2] = {0.f, 0.f};
   int cs = 0, xs = 0;
   uint32_t cph = 0, xph = 0;
   const int steps = ((p.items - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x) * p.T;
   int step = 0;
+#ifdef FKM_PP_PHASE_CLOCK
+  long long ph_sum[7] = {0, 0, 0, 0, 0, 0, 0}, ph_last = clock64();
+  int ph_tiles = 0;
+  const bool ph_on = lane == 0 && wq == 0 && blockIdx.x == 0;
+#define PHASE_MARK(k)                                                                  \
+  do {                                                                                 \
+    if (ph_on) {                                                                       \
+      const long long now_ = clock64();                                                \
+      ph_sum[k] += now_ - ph_last;                                                     \
+      ph_last = now_;                                                                  \
+      ph_tiles += (k) == 6;                                                            \
+    }                                                                                  \
+  } while (0)
+#else
+#define PHASE_MARK(k) \
+  do {                \
+  } while (0)
+#endif
 
   /* warpgroup 0 issues first; after that each hands the turn to the next, round robin */
   if (wg == G::NWG - 1) named_bar_arrive(kTurnBar, kTurnThreads);
@@ -341,27 +416,32 @@ __global__ void __launch_bounds__(G::THREADS, 1)
   for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
     const int b = item / p.tiles_n;
     const int n0 = (item - b * p.tiles_n) * G::BM;
-    const uint32_t xbase = sbase + (uint32_t)xs * x_slot;
+    const uint32_t xbase = sm.base + (uint32_t)xs * sm.x_slot;
     const float *cn_b = p.cnorm + (size_t)b * (size_t)p.kpad + 2 * tq;
     for (int t = 0; t < p.T; ++t, ++step) {
+      PHASE_MARK(0);
       named_bar_sync(my_turn, kTurnThreads);
-      if (t == 0) mbar_wait(xfull(xs), xph);
-      mbar_wait(cfull(cs), cph);
+      PHASE_MARK(1);
+      if (t == 0) mbar_wait(sm.xfull(xs), xph);
+      mbar_wait(sm.cfull(cs), cph);
+      PHASE_MARK(2);
       __syncwarp();
       {
         const uint32_t a_base = xbase + a_row_off;
-        const uint32_t b_base = sbase + c_off + (uint32_t)cs * c_stage;
+        const uint32_t b_base = sm.base + sm.c_off + (uint32_t)cs * sm.c_stage;
+        const uint32_t n_base = sm.base + sm.n_off + (uint32_t)cs * G::NATOM;
         switch (p.KS) {
-        case 1: issue_tile<kBF16, 1, G>(acc, a_base, b_base); break;
-        case 2: issue_tile<kBF16, 2, G>(acc, a_base, b_base); break;
-        case 3: issue_tile<kBF16, 3, G>(acc, a_base, b_base); break;
-        case 4: issue_tile<kBF16, 4, G>(acc, a_base, b_base); break;
-        case 5: issue_tile<kBF16, 5, G>(acc, a_base, b_base); break;
-        case 6: issue_tile<kBF16, 6, G>(acc, a_base, b_base); break;
-        case 7: issue_tile<kBF16, 7, G>(acc, a_base, b_base); break;
-        default: issue_tile<kBF16, 8, G>(acc, a_base, b_base); break;
+        case 1: issue_tile<kBF16, 1, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        case 2: issue_tile<kBF16, 2, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        case 3: issue_tile<kBF16, 3, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        case 4: issue_tile<kBF16, 4, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        case 5: issue_tile<kBF16, 5, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        case 6: issue_tile<kBF16, 6, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        case 7: issue_tile<kBF16, 7, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        default: issue_tile<kBF16, 8, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
         }
       }
+      PHASE_MARK(3);
       if (wg != G::NWG - 1 || step + 1 < steps) named_bar_arrive(next_turn, kTurnThreads);
 
       if (t == 0) {
@@ -369,7 +449,7 @@ __global__ void __launch_bounds__(G::THREADS, 1)
          * permutes units within the row), columns >= D are zero-filled by TMA */
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const uint8_t *rp = smem + (size_t)xs * x_slot + (size_t)(row0 + 8 * h) * 128u + (size_t)tq * 32u;
+          const uint8_t *rp = sm.ptr + (size_t)xs * sm.x_slot + (size_t)(row0 + 8 * h) * 128u + (size_t)tq * 32u;
           float s = 0.f;
           for (int a = 0; a < p.A; ++a) {
             const uint4 *q = reinterpret_cast<const uint4 *>(rp + (size_t)a * G::XATOM);
@@ -382,34 +462,55 @@ __global__ void __launch_bounds__(G::THREADS, 1)
       const int col0 = t * G::BN + 2 * tq;
       const float2 *cnp = reinterpret_cast<const float2 *>(cn_b + (size_t)t * G::BN);
       float2 cnv[16];
+      if constexpr (!kNormMma) {
 #pragma unroll
-      for (int i = 0; i < 16; ++i) cnv[i] = __ldg(cnp + 4 * i);
+        for (int i = 0; i < 16; ++i) cnv[i] = __ldg(cnp + 4 * i);
+      }
 
+      PHASE_MARK(4);
       wg_wait<0>();
+      PHASE_MARK(5);
       acc_fence(acc);
       __syncwarp();
       if (lane == 0) {
-        mbar_arrive(cempty(cs));
-        if (t == p.T - 1) mbar_arrive(xempty(xs));
+        mbar_arrive(sm.cempty(cs));
+        if (t == p.T - 1) mbar_arrive(sm.xempty(xs));
       }
       if (++cs == p.S) { cs = 0; cph ^= 1u; }
 
-      float lb[2] = {INFINITY, INFINITY};
+      float lb[2] = {kWorst, kWorst};
       int li[2] = {0, 0};
-      fold_half<0, G::NACC>(acc, cnv, lb, li);
-      if constexpr (G::NJ == 32) {
+      if constexpr (kNormMma) {
+        /* the last tile's columns >= K (zero rows of C, zero digits) must not win */
+        const int lim = p.K - col0;
+        if (t == p.T - 1 && lim < G::BN) {
 #pragma unroll
-        for (int i = 0; i < 16; ++i) cnv[i] = __ldg(cnp + 4 * (16 + i));
-        fold_half<16, G::NACC>(acc, cnv, lb, li);
+          for (int j = 0; j < G::NJ; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              if (8 * j + (e & 1) >= lim) acc[4 * j + e] = -INFINITY;
+        }
+        fold_max<G::NACC>(acc, lb, li);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) /* strict '>': earlier tiles hold lower indices */
+          if (lb[h] > bs[h]) { bs[h] = lb[h]; bi[h] = col0 + li[h]; }
+      } else {
+        fold_half<0, G::NACC>(acc, cnv, lb, li);
+        if constexpr (G::NJ == 32) {
+#pragma unroll
+          for (int i = 0; i < 16; ++i) cnv[i] = __ldg(cnp + 4 * (16 + i));
+          fold_half<16, G::NACC>(acc, cnv, lb, li);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) /* strict '<': earlier tiles hold lower indices */
+          if (lb[h] < bs[h]) { bs[h] = lb[h]; bi[h] = col0 + li[h]; }
       }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) /* strict '<': earlier tiles hold lower indices */
-        if (lb[h] < bs[h]) { bs[h] = lb[h]; bi[h] = col0 + li[h]; }
+      PHASE_MARK(6);
     }
     /* the item's rows: lexicographic (score, index) minimum over the quad's lanes */
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float s = bs[h];
+      float s = kNormMma ? -2.f * bs[h] : bs[h]; /* exact: a power of two */
       int k = bi[h];
 #pragma unroll
       for (int m = 1; m <= 2; m <<= 1) {
@@ -426,14 +527,81 @@ __global__ void __launch_bounds__(G::THREADS, 1)
         p.labels[o] = k;
         p.dist[o] = fmaxf(0.f, xx + s);
       }
-      bs[h] = INFINITY;
+      bs[h] = kWorst;
       bi[h] = 0;
     }
     if (++xs == p.NXS) { xs = 0; xph ^= 1u; }
   }
+#ifdef FKM_PP_PHASE_CLOCK
+  if (ph_on && ph_tiles) {
+    for (int k = 0; k < 7; ++k) g_phase_cycles[wg][k] = ph_sum[k] / ph_tiles;
+    g_phase_cycles[wg][7] = ph_tiles;
+  }
+#endif
+#undef PHASE_MARK
+}
+
+#endif /* FKM_FW_SM90A */
+
+template <bool kBF16, class G>
+__global__ void __launch_bounds__(G::THREADS, 1)
+    flash_assign_pp_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
+                           const __grid_constant__ CUtensorMap tmN, const Params p) {
+#ifdef FKM_FW_SM90A
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw_addr = smem_u32(smem_raw);
+  const uint32_t pad = (1024u - (raw_addr & 1023u)) & 1023u;
+  Smem sm;
+  sm.ptr = smem_raw + pad;
+  sm.base = raw_addr + pad;
+  sm.x_slot = (uint32_t)p.A * G::XATOM;
+  sm.c_stage = (uint32_t)p.A * G::CATOM;
+  sm.c_off = (uint32_t)p.NXS * sm.x_slot;
+  sm.n_off = sm.c_off + (uint32_t)p.S * sm.c_stage; /* the stages' digits blocks (kNormMma) */
+  sm.bar0 = sm.base + sm.n_off + (p.norm_in_mma ? (uint32_t)p.S * G::NATOM : 0u);
+  /* the run's choice: digits unless a norm was out of their range (flag == this run's epoch) */
+  const bool norm_mma = p.norm_in_mma && *p.range_flag != p.epoch;
+
+  const int warp = (int)(threadIdx.x >> 5);
+  const int lane = (int)(threadIdx.x & 31);
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < p.S; ++i) {
+      mbar_init(sm.cfull(i), 1);
+      mbar_init(sm.cempty(i), G::CWARPS);
+    }
+    for (int i = 0; i < p.NXS; ++i) {
+      mbar_init(sm.xfull(i), 1);
+      mbar_init(sm.xempty(i), G::CWARPS);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmX)) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmC)) : "memory");
+    if (norm_mma) asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmN)) : "memory");
+  }
+  __syncthreads();
+
+  if (warp < 4) {
+    /* ============================== producer warpgroup ============================== */
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;" ::: "memory");
+    if (warp == 0 && lane == 0) {
+      if (norm_mma) produce<G, true>(&tmX, &tmC, &tmN, p, sm);
+      else produce<G, false>(&tmX, &tmC, &tmN, p, sm);
+    }
+    return;
+  }
+
+  /* ============================== consumer warpgroups ============================== */
+  if constexpr (G::NWG == 2)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;" ::: "memory");
+  else
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 160;" ::: "memory");
+  if (norm_mma) consume<kBF16, G, true>(p, sm, warp, lane);
+  else consume<kBF16, G, false>(p, sm, warp, lane);
 #elif defined(__CUDA_ARCH__)
   (void)tmX;
   (void)tmC;
+  (void)tmN;
   (void)p;
   __trap(); /* sm_90a only; supports() rejects every other device */
 #endif
@@ -442,18 +610,35 @@ __global__ void __launch_bounds__(G::THREADS, 1)
 /* ---------------------------------------------------------------------------------- */
 /* host side                                                                            */
 
-/* The geometry at run time: which of the two kernels, and its sizes. */
+/* The variant at run time: which of the two kernels, its sizes, and from which K on the
+ * norm goes through the MMA (0: never). Measured on the H100 (fp16, NOTES.md, A/B in both
+ * orders): the norm step pays where the fold's ||c||^2 loads stop hitting L1, and costs a
+ * little where they hit (K <= 1024: up to 6 % for pp, 10 % for pp3, whose D = 128 stages
+ * also drop from 4 to 3 for the digits): pp 1M x 8192 x 64 3.39 -> 3.03 ms, x 65536 x 64
+ * 27.5 -> 24.0, x 65536 x 128 33.5 -> 31.4; pp3 still folds faster at K = 8192. */
 struct Shape {
   const char *name; /* the variant */
   int nwg, bm, bn;
-  uint32_t xatom, catom;
+  uint32_t xatom, catom, natom;
+  int64_t norm_mma_min_k;
 };
 template <class G>
-static Shape shape_of(const char *name) {
-  return Shape{name, G::NWG, G::BM, G::BN, G::XATOM, G::CATOM};
+static Shape shape_of(const char *name, int64_t norm_mma_min_k) {
+  return Shape{name, G::NWG, G::BM, G::BN, G::XATOM, G::CATOM, G::NATOM, norm_mma_min_k};
 }
-static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp");
-static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3");
+static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp", 4097);
+static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3", 16385);
+static const Shape kShapePPFold = shape_of<GeoPP>("assign/flash_wgmma_pp_fold", 0);
+
+/* FKM_NORM_MMA_MIN_K overrides the K from which pp and pp3 take the norm step (1: always,
+ * 0: never), so the tests run both paths on every shape; flash_wgmma_pp_fold never does. */
+static bool norm_in_mma(const Shape &g, const fkm_shape *s) {
+  if (g.norm_mma_min_k == 0) return false;
+  int64_t min_k = g.norm_mma_min_k;
+  const char *env = getenv("FKM_NORM_MMA_MIN_K");
+  if (env && *env) min_k = atoll(env);
+  return min_k > 0 && s->K >= min_k;
+}
 
 struct Cfg {
   int A, KS, S, NXS;
@@ -462,14 +647,14 @@ struct Cfg {
 
 /* Two X slots (the next item's X loads during this one) and as many C stages as fit, at
  * least 2. (pp, D = 128: one X slot and three stages measured slower, 0.550 vs 0.517 ms.) */
-static int make_cfg(const Shape &g, int64_t D, int64_t smem_optin, Cfg *c) {
+static int make_cfg(const Shape &g, bool norm_mma, int64_t D, int64_t smem_optin, Cfg *c) {
   memset(c, 0, sizeof *c);
   if (D < 8 || D > kMaxD) return -1;
   c->A = (int)((D + 63) / 64);
   c->KS = (int)((D + 15) / 16);
   c->NXS = kMaxXSlots;
   const int64_t fixed = kAlignSlack + kBarBytes + (int64_t)c->NXS * c->A * g.xatom;
-  const int64_t stage = (int64_t)c->A * g.catom;
+  const int64_t stage = (int64_t)c->A * g.catom + (norm_mma ? g.natom : 0u);
   if (smem_optin <= fixed) return -1;
   int64_t S = (smem_optin - fixed) / stage;
   if (S > kMaxStages) S = kMaxStages;
@@ -482,11 +667,16 @@ static int make_cfg(const Shape &g, int64_t D, int64_t smem_optin, Cfg *c) {
 struct State {
   CUtensorMap tmX; /* alignas(64) by its type; State is allocated with aligned new */
   CUtensorMap tmC;
+  CUtensorMap tmN; /* the norm digits [B][kpad][16] (norm_mma) */
   const void *x, *c;
   fkm_shape s;
   Shape g;
   Cfg cfg;
-  float *cn;
+  bool norm_mma;      /* the norm through the MMA (norm_in_mma() of the shape) */
+  float *cn;          /* scratch: ||c||^2 [B][kpad], then digits, then the range flag */
+  uint4 *digits;      /* [B][kpad] rows of 32 bytes, or null */
+  unsigned *range_flag;
+  unsigned epoch;     /* this run's number, never 0 (the flag starts at 0) */
   int grid, tiles_n, T;
 };
 
@@ -511,7 +701,8 @@ static fkm_status supports_g(const Shape &g, const fkm_shape *s, const fkm_devic
   if (s->N * s->D * 2 >= kMaxTmaStride || s->K * s->D * 2 >= kMaxTmaStride)
     return no("batch stride exceeds the TMA limit of 2^40 bytes");
   Cfg cfg;
-  if (make_cfg(g, s->D, dev->smem_per_block_optin, &cfg) != 0) return no("not enough shared memory per block");
+  if (make_cfg(g, norm_in_mma(g, s), s->D, dev->smem_per_block_optin, &cfg) != 0)
+    return no("not enough shared memory per block");
   return FKM_OK;
 }
 
@@ -558,23 +749,43 @@ static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
   if (!st) return fkm_fail(FKM_ERR_OOM, "%s: cannot allocate state", g.name);
   st->s = *s;
   st->g = g;
-  (void)make_cfg(g, s->D, optin, &st->cfg); /* supports_g checked it */
+  st->norm_mma = norm_in_mma(g, s);
+  (void)make_cfg(g, st->norm_mma, s->D, optin, &st->cfg); /* supports_g checked it */
   st->tiles_n = (int)((s->N + g.bm - 1) / g.bm);
   st->T = (int)((s->K + g.bn - 1) / g.bn);
   const int64_t items = (int64_t)st->tiles_n * s->B;
   st->grid = (int)(items < (int64_t)sms ? items : (int64_t)sms);
 
-  const size_t cn_bytes = sizeof(float) * (size_t)s->B * (size_t)st->T * (size_t)g.bn;
-  if (p->scratch_budget != 0 && cn_bytes > p->scratch_budget) {
+  /* scratch: ||c||^2, the digits (256-byte aligned for TMA), the range flag */
+  const size_t rows = (size_t)s->B * (size_t)st->T * (size_t)g.bn;
+  const size_t cn_bytes = (sizeof(float) * rows + 255u) & ~(size_t)255u;
+  const size_t dig_bytes = st->norm_mma ? rows * kDigitCols * 2u : 0u;
+  const size_t scratch = cn_bytes + dig_bytes + 256u;
+  if (p->scratch_budget != 0 && scratch > p->scratch_budget) {
     pp_teardown(st);
-    return fkm_fail(FKM_ERR_OOM, "%s: needs %zu bytes of scratch, budget is %zu", g.name, cn_bytes,
+    return fkm_fail(FKM_ERR_OOM, "%s: needs %zu bytes of scratch, budget is %zu", g.name, scratch,
                     p->scratch_budget);
   }
-  cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&st->cn), cn_bytes);
+  cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&st->cn), scratch);
   if (e != cudaSuccess) {
     st->cn = nullptr;
     pp_teardown(st);
-    return fkm_cuda_fail_at(e, "cudaMalloc(cn)", __FILE__, __LINE__);
+    return fkm_cuda_fail_at(e, "cudaMalloc(scratch)", __FILE__, __LINE__);
+  }
+  st->digits = st->norm_mma ? reinterpret_cast<uint4 *>(reinterpret_cast<char *>(st->cn) + cn_bytes) : nullptr;
+  st->range_flag = reinterpret_cast<unsigned *>(reinterpret_cast<char *>(st->cn) + cn_bytes + dig_bytes);
+  e = cudaMemset(st->range_flag, 0, sizeof(unsigned));
+  if (e != cudaSuccess) {
+    pp_teardown(st);
+    return fkm_cuda_fail_at(e, "cudaMemset(range flag)", __FILE__, __LINE__);
+  }
+  if (st->norm_mma) {
+    fkm_status rn = encode_map_swizzled(&st->tmN, st->digits, s->dtype, kDigitCols, st->T * g.bn, s->B, kDigitCols,
+                                        g.bn, CU_TENSOR_MAP_SWIZZLE_32B, g.name);
+    if (rn != FKM_OK) {
+      pp_teardown(st);
+      return rn;
+    }
   }
   fkm_status rs = pp_encode(st, p);
   if (rs != FKM_OK) {
@@ -593,7 +804,7 @@ static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
 
 template <bool kBF16, class G>
 static void launch(const State *st, const Params &prm, cudaStream_t stream) {
-  flash_assign_pp_kernel<kBF16, G><<<st->grid, G::THREADS, st->cfg.smem, stream>>>(st->tmX, st->tmC, prm);
+  flash_assign_pp_kernel<kBF16, G><<<st->grid, G::THREADS, st->cfg.smem, stream>>>(st->tmX, st->tmC, st->tmN, prm);
 }
 
 static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream) {
@@ -607,12 +818,14 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
   const int kpad = st->T * st->g.bn;
   const long long rows = (long long)s->B * kpad;
   const unsigned nblk = (unsigned)((rows + 7) / 8);
+  if (++st->epoch == 0) st->epoch = 1; /* a stale flag never equals this run's number */
+  const uint16_t *c16 = static_cast<const uint16_t *>(p->c);
   if (s->dtype == FKM_BF16)
-    cnorm_kernel<true><<<nblk, 256, 0, stream>>>(static_cast<const uint16_t *>(p->c), st->cn, (int)s->K, (int)s->D,
-                                                 kpad, rows);
+    cnorm_digits_kernel<true><<<nblk, 256, 0, stream>>>(c16, st->cn, st->digits, st->range_flag, st->epoch,
+                                                        (int)s->K, (int)s->D, kpad, rows);
   else
-    cnorm_kernel<false><<<nblk, 256, 0, stream>>>(static_cast<const uint16_t *>(p->c), st->cn, (int)s->K,
-                                                  (int)s->D, kpad, rows);
+    cnorm_digits_kernel<false><<<nblk, 256, 0, stream>>>(c16, st->cn, st->digits, st->range_flag, st->epoch,
+                                                         (int)s->K, (int)s->D, kpad, rows);
   FKM_CUDA_LAUNCH();
 
   Params prm;
@@ -628,6 +841,9 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
   prm.KS = st->cfg.KS;
   prm.S = st->cfg.S;
   prm.NXS = st->cfg.NXS;
+  prm.norm_in_mma = st->norm_mma ? 1 : 0;
+  prm.range_flag = st->range_flag;
+  prm.epoch = st->epoch;
   prm.cnorm = st->cn;
   prm.labels = p->labels;
   prm.dist = p->dist;
@@ -640,6 +856,19 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
     else launch<false, GeoPP3>(st, prm, stream);
   }
   FKM_CUDA_LAUNCH();
+#ifdef FKM_PP_PHASE_CLOCK
+  {
+    long long ph[4][8];
+    FKM_CUDA(cudaStreamSynchronize(stream));
+    FKM_CUDA(cudaMemcpyFromSymbol(ph, g_phase_cycles, sizeof ph));
+    for (int w = 0; w < st->g.nwg; ++w)
+      fprintf(stderr,
+              "%s %dx%dx%dx%d norm_mma %d, block 0 warpgroup %d, cycles per tile over %lld tiles: loop %lld, turn "
+              "%lld, data wait %lld, MMA issue %lld, before the MMA wait %lld, MMA wait %lld, fold %lld\n",
+              st->g.name, (int)s->B, (int)s->N, (int)s->K, (int)s->D, (int)st->norm_mma, w, ph[w][7], ph[w][0],
+              ph[w][1], ph[w][2], ph[w][3], ph[w][4], ph[w][5], ph[w][6]);
+  }
+#endif
   return FKM_OK;
 }
 
@@ -649,8 +878,12 @@ static fkm_status pp_supports(const fkm_shape *s, const fkm_device *d, char *w, 
 static fkm_status pp3_supports(const fkm_shape *s, const fkm_device *d, char *w, size_t n) {
   return supports_g(kShapePP3, s, d, w, n);
 }
+static fkm_status pp_fold_supports(const fkm_shape *s, const fkm_device *d, char *w, size_t n) {
+  return supports_g(kShapePPFold, s, d, w, n);
+}
 static fkm_status pp_setup(const fkm_problem *p, void **state) { return setup_g(kShapePP, p, state); }
 static fkm_status pp3_setup(const fkm_problem *p, void **state) { return setup_g(kShapePP3, p, state); }
+static fkm_status pp_fold_setup(const fkm_problem *p, void **state) { return setup_g(kShapePPFold, p, state); }
 
 } /* namespace */
 
@@ -678,6 +911,21 @@ extern "C" const fkm_variant fkm_assign_flash_wgmma_pp3 = {
     90,
     pp3_supports,
     pp3_setup,
+    pp_run,
+    pp_teardown,
+};
+
+/* The ablation of the norm step: pp with ||c||^2 added in the fold (one FFMA and a load per
+ * two scores) instead of by the MMA; also what pp and pp3 run when a norm exceeds the digits. */
+extern "C" const fkm_variant fkm_assign_flash_wgmma_pp_fold = {
+    "assign/flash_wgmma_pp_fold",
+    FKM_OP_ASSIGN,
+    "flash_wgmma_pp with ||c||^2 added in the argmin fold (fp32 FMA per score) instead of by an extra MMA "
+    "step: the ablation of the norm step; D <= 128",
+    90,
+    90,
+    pp_fold_supports,
+    pp_fold_setup,
     pp_run,
     pp_teardown,
 };

@@ -57,6 +57,18 @@ __device__ __forceinline__ float sumsq8(uint4 q, float s) {
   return s;
 }
 
+/* ||row||^2 of a D-element row (D % 8 == 0, 16-byte aligned), summed by one warp; every
+ * lane gets the result. */
+template <bool kBF16>
+__device__ __forceinline__ float warp_row_sumsq(const uint16_t *row16, int D, int lane) {
+  const uint4 *row = reinterpret_cast<const uint4 *>(row16);
+  float s = 0.f;
+  for (int v = lane; v < D / 8; v += 32) s = sumsq8<kBF16>(__ldg(row + v), s);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+  return s;
+}
+
 /* ||c_k||^2 for k < K, +inf for K <= k < kpad. One warp per (b, k). */
 template <bool kBF16>
 __global__ void __launch_bounds__(256) cnorm_kernel(const uint16_t *__restrict__ c, float *__restrict__ cn,
@@ -70,11 +82,7 @@ __global__ void __launch_bounds__(256) cnorm_kernel(const uint16_t *__restrict__
     if (lane == 0) cn[r] = INFINITY;
     return;
   }
-  const uint4 *row = reinterpret_cast<const uint4 *>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D);
-  float s = 0.f;
-  for (int v = lane; v < D / 8; v += 32) s = sumsq8<kBF16>(__ldg(row + v), s);
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+  const float s = warp_row_sumsq<kBF16>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D, D, lane);
   if (lane == 0) cn[r] = s;
 }
 
@@ -157,6 +165,13 @@ __device__ __forceinline__ void wg_wait() {
 constexpr uint64_t kDescHi = (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
 __device__ __forceinline__ uint64_t make_desc(uint32_t saddr) { return kDescHi | (uint64_t)((saddr & 0x3FFFFu) >> 4); }
 
+/* The same for 32-byte rows (one k16 step of 16-bit data) with 32-byte swizzle: 256 B between
+ * 8-row groups, swizzle mode 3 = 32B; the block starts on a 256-byte boundary. */
+constexpr uint64_t kDescHiSw32 = (1ull << 16) | ((uint64_t)(256 >> 4) << 32) | (3ull << 62);
+__device__ __forceinline__ uint64_t make_desc_sw32(uint32_t saddr) {
+  return kDescHiSw32 | (uint64_t)((saddr & 0x3FFFFu) >> 4);
+}
+
 #endif /* FKM_FW_SM90A */
 
 /* ---------------------------------------------------------------------------------- */
@@ -178,26 +193,32 @@ static encode_fn_t get_encode_fn(void) {
   return fn;
 }
 
-/* 3-D map over a [B][rows][D] row-major fp16/bf16 tensor: dims (D, rows, B), box (64, box_rows, 1),
- * 128-byte swizzle, out-of-bounds elements read as zero. */
-static fkm_status encode_map(CUtensorMap *m, const void *ptr, fkm_dtype dt, int64_t D, int64_t rows, int64_t B,
-                             int box_rows, const char *who) {
+/* 3-D map over a [B][rows][D] row-major fp16/bf16 tensor: dims (D, rows, B), box (box_cols, box_rows, 1),
+ * the given swizzle (box_cols x 2 bytes = its span), out-of-bounds elements read as zero. */
+static fkm_status encode_map_swizzled(CUtensorMap *m, const void *ptr, fkm_dtype dt, int64_t D, int64_t rows,
+                                      int64_t B, int box_cols, int box_rows, CUtensorMapSwizzle swizzle,
+                                      const char *who) {
   encode_fn_t fn = get_encode_fn();
   if (!fn) return fkm_fail(FKM_ERR_CUDA, "%s: cuTensorMapEncodeTiled entry point not available", who);
   if (((uintptr_t)ptr & 15u) != 0)
     return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s: tensor base address %p is not 16-byte aligned", who, ptr);
   const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)rows, (cuuint64_t)B};
   const cuuint64_t strides[2] = {(cuuint64_t)D * 2u, (cuuint64_t)rows * (cuuint64_t)D * 2u};
-  const cuuint32_t box[3] = {(cuuint32_t)kSwizzleCols, (cuuint32_t)box_rows, 1u};
+  const cuuint32_t box[3] = {(cuuint32_t)box_cols, (cuuint32_t)box_rows, 1u};
   const cuuint32_t estr[3] = {1u, 1u, 1u};
   const CUresult r = fn(m, dt == FKM_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3u,
-                        const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                        const_cast<void *>(ptr), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     return fkm_fail(FKM_ERR_CUDA, "%s: cuTensorMapEncodeTiled failed (CUresult %d) for dims (%lld, %lld, %lld)",
                     who, (int)r, (long long)D, (long long)rows, (long long)B);
   return FKM_OK;
+}
+
+/* The data and centroid maps: boxes of 64 elements (128 bytes) of D by box_rows rows, 128B swizzle. */
+static fkm_status encode_map(CUtensorMap *m, const void *ptr, fkm_dtype dt, int64_t D, int64_t rows, int64_t B,
+                             int box_rows, const char *who) {
+  return encode_map_swizzled(m, ptr, dt, D, rows, B, kSwizzleCols, box_rows, CU_TENSOR_MAP_SWIZZLE_128B, who);
 }
 
 } /* namespace */

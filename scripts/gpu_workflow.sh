@@ -52,13 +52,18 @@ if [ "${TESTS:-1}" != 0 ]; then
     step "compute-sanitizer"
     : >"$out/sanitizer.log"
     # racecheck skips cuBLAS (its own GEMM kernels report shared-memory hazards that are not ours)
-    for t in gpu_data gpu_assign gpu_update gpu_fit; do
+    # gpu_assign_norm_mma: the ping-pong kernels with ||c||^2 through the MMA at every K
+    for t in gpu_data gpu_assign gpu_assign_norm_mma gpu_update gpu_fit; do
       for tool in memcheck racecheck; do
         [ $tool = racecheck ] && [ $t = gpu_data ] && continue
         variants=${FKM_TEST_VARIANTS:-}
         [ $tool = racecheck ] && variants="assign/naive,assign/flash*,update/*"
-        FKM_TEST_VARIANTS=$variants FKM_TEST_MAX_POINTS=${FKM_TEST_MAX_POINTS:-20000} \
-          compute-sanitizer --tool $tool --error-exitcode 9 ./build-gpu/tests/$t >/tmp/san.log 2>&1
+        bin=$t min_k=${FKM_NORM_MMA_MIN_K:-}
+        if [ $t = gpu_assign_norm_mma ]; then
+          bin=gpu_assign min_k=1 variants="assign/flash_wgmma_pp,assign/flash_wgmma_pp3"
+        fi
+        FKM_NORM_MMA_MIN_K=$min_k FKM_TEST_VARIANTS=$variants FKM_TEST_MAX_POINTS=${FKM_TEST_MAX_POINTS:-20000} \
+          compute-sanitizer --tool $tool --error-exitcode 9 ./build-gpu/tests/$bin >/tmp/san.log 2>&1
         rc=$?
         { echo "### $t $tool rc=$rc"; grep -E "SUMMARY" /tmp/san.log | tail -1
           echo "kernels named in reports:"; grep -oE "(at|access at) [A-Za-z_][A-Za-z_0-9]*\+0x" /tmp/san.log | awk '{print $NF}' | sort | uniq -c | head -20

@@ -1,10 +1,14 @@
 /* gpu_assign.c — every registered GPU assign variant against the fp64
  * reference: odd and tail shapes, all dtypes, batches, K = 1 and K = N, and
  * adversarial inputs (duplicate centroids, all points equal, large and small
- * magnitudes). Ties must go to the lowest index. Skips (77) without a GPU. */
+ * magnitudes, centroid norms decades apart, values near the dtype's limit: the last
+ * two test the norm digits of flash_wgmma_pp and their fallback). Ties must go to the
+ * lowest index. Skips (77) without a GPU. */
 #include "dtype.h"
 #include "gpu_util.h"
 #include "validate.h"
+
+#include <math.h>
 
 typedef struct {
   int64_t B, N, K, D;
@@ -16,12 +20,14 @@ static const shape_case shapes[] = {
     {1, 1000, 7, 3, FKM_DATA_BLOBS},     {2, 777, 128, 96, FKM_DATA_SKEWED},  {1, 5000, 128, 128, FKM_DATA_BLOBS},
     {1, 3000, 1000, 128, FKM_DATA_NORMAL}, {3, 1001, 130, 130, FKM_DATA_BLOBS}, {1, 2000, 300, 1000, FKM_DATA_BLOBS},
     {1, 4096, 1024, 512, FKM_DATA_NORMAL}, {2, 300, 300, 64, FKM_DATA_BLOBS},  {1, 20000, 1024, 128, FKM_DATA_BLOBS},
+    {1, 9000, 4500, 64, FKM_DATA_NORMAL}, /* K past flash_wgmma_pp's norm-step threshold */
     {4, 1500, 257, 136, FKM_DATA_SKEWED}, {1, 9000, 4096, 64, FKM_DATA_BLOBS}, {1, 1000, 999, 8, FKM_DATA_NORMAL},
     {2, 300000, 128, 64, FKM_DATA_BLOBS}, {3, 100000, 300, 128, FKM_DATA_SKEWED}, {1, 255, 200, 128, FKM_DATA_BLOBS},
 };
 
-enum { ADV_NONE, ADV_DUPLICATE_CENTROIDS, ADV_EQUAL_POINTS, ADV_LARGE, ADV_SMALL };
-static const char *adv_names[] = {"plain", "duplicate centroids", "all points equal", "large magnitude", "small magnitude"};
+enum { ADV_NONE, ADV_DUPLICATE_CENTROIDS, ADV_EQUAL_POINTS, ADV_LARGE, ADV_SMALL, ADV_MIXED, ADV_HUGE };
+static const char *adv_names[] = {"plain",           "duplicate centroids", "all points equal",        "large magnitude",
+                                  "small magnitude", "mixed centroid norms", "near the dtype's limit"};
 
 static void scale_all(fkm_dataset *h, float f) {
   const fkm_shape *s = &h->s;
@@ -29,6 +35,12 @@ static void scale_all(fkm_dataset *h, float f) {
     fkm_store_from_f32(h->x, (int)s->dtype, i, fkm_load_as_f32(h->x, (int)s->dtype, i) * f);
   for (int64_t i = 0; i < s->B * s->K * s->D; i++)
     fkm_store_from_f32(h->c, (int)s->dtype, i, fkm_load_as_f32(h->c, (int)s->dtype, i) * f);
+}
+
+static float max_abs(const void *a, int dtype, int64_t n) {
+  float m = 0.f;
+  for (int64_t i = 0; i < n; i++) m = fmaxf(m, fabsf(fkm_load_as_f32(a, dtype, i)));
+  return m;
 }
 
 static void make_adversarial(fkm_dataset *h, int adv) {
@@ -42,6 +54,18 @@ static void make_adversarial(fkm_dataset *h, int adv) {
     for (int64_t i = 1; i < s->B * s->N; i++) memcpy((char *)h->x + (size_t)i * row, h->x, row);
   if (adv == ADV_LARGE) scale_all(h, s->dtype == FKM_F16 ? 60.f : 1e4f);
   if (adv == ADV_SMALL) scale_all(h, 1e-2f);
+  if (adv == ADV_MIXED) /* every other centroid 1000x smaller: norms 6 decades apart in one batch */
+    for (int64_t b = 0; b < s->B; b++)
+      for (int64_t k = 1; k < s->K; k += 2)
+        for (int64_t d = 0; d < s->D; d++) {
+          const int64_t i = (b * s->K + k) * s->D + d;
+          fkm_store_from_f32(h->c, (int)s->dtype, i, fkm_load_as_f32(h->c, (int)s->dtype, i) * 1e-3f);
+        }
+  if (adv == ADV_HUGE) { /* largest |value| 16384 in fp16 (||c||^2 ~ 1e10), 1e15 otherwise */
+    const float m = fmaxf(max_abs(h->x, (int)s->dtype, s->B * s->N * s->D),
+                          max_abs(h->c, (int)s->dtype, s->B * s->K * s->D));
+    if (m > 0.f) scale_all(h, (s->dtype == FKM_F16 ? 16384.f : 1e15f) / m);
+  }
 }
 
 static void check_one(const fkm_variant *v, const shape_case *sc, fkm_dtype t, int adv) {
@@ -90,7 +114,7 @@ int main(void) {
     const int before = check_failures;
     for (size_t j = 0; j < sizeof shapes / sizeof shapes[0]; j++)
       for (int t = 0; t < 3; t++) check_one(v, &shapes[j], dtypes[t], ADV_NONE);
-    for (int adv = ADV_DUPLICATE_CENTROIDS; adv <= ADV_SMALL; adv++)
+    for (int adv = ADV_DUPLICATE_CENTROIDS; adv <= ADV_HUGE; adv++)
       for (int t = 0; t < 3; t++) {
         check_one(v, &shapes[5], dtypes[t], adv);  /* 1x5000x128x128 */
         check_one(v, &shapes[7], dtypes[t], adv);  /* 3x1001x130x130 */
