@@ -16,6 +16,7 @@
 #include "nvtx.h"
 #include "phase.h"
 #include "results.h"
+#include "sm_clock.h"
 #include "stats.h"
 #include "validate.h"
 #include "variant.h"
@@ -230,6 +231,12 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
   const int gpu = !fkm_variant_is_cpu(c->v);
   for (int i = 0; i < m->warmup; i++) FKM_TRY(c->v->run(p, state, ctx->stream));
   if (gpu) FKM_CUDA(cudaStreamSynchronize(ctx->stream));
+  /* The SM clock just before the samples and just after them, outside the
+   * timed events: a variant timed while the card throttles (after a heavy
+   * one) reads slower with no change of its own; these say so in the row.
+   * A probe that fails is the case's error: the context is in trouble. */
+  double mhz_before = 0, mhz_after = 0;
+  if (gpu) FKM_TRY(fkm_sm_clock_mhz(ctx->stream, &mhz_before));
   double *samples = malloc(sizeof(double) * (size_t)m->max_samples);
   if (!samples) return fkm_fail(FKM_ERR_OOM, "out of host memory");
   const double t0 = fkm_now_s();
@@ -273,10 +280,16 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
       if (st.rel_stdev <= m->noise_target || fkm_now_s() - t0 >= m->budget_s) break;
     }
   }
+  if (err == FKM_OK && gpu) err = fkm_sm_clock_mhz(ctx->stream, &mhz_after);
   if (err == FKM_OK) {
     fkm_stats_compute(samples, n, &st);
     res->timing = fkm_timing_json(&st, n, m->warmup, gpu && m->flush_l2 && ctx->flush_buf,
                                   gpu ? "cuda_event" : "host_monotonic", st.rel_stdev <= m->noise_target);
+    if (gpu) { /* 0.1 MHz: the probe is good to ~0.2 %, more digits would be noise */
+      cJSON *clk = cJSON_AddObjectToObject(res->timing, "sm_clock_measured_mhz");
+      cJSON_AddNumberToObject(clk, "before", round(mhz_before * 10) / 10);
+      cJSON_AddNumberToObject(clk, "after", round(mhz_after * 10) / 10);
+    }
     res->median_ms = st.median;
     res->samples = n;
   }

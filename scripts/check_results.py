@@ -60,6 +60,13 @@ def check(doc, expect_complete, expect_all_ok, min_runs):
                         problems.append(f"{where}.timing.{key} is missing")
                 if not (t.get("min", 0) <= t.get("q1", 0) <= t.get("median", 0) <= t.get("q3", 0) <= t.get("max", 0)):
                     problems.append(f"{where}.timing quantiles out of order")
+                # optional (GPU rows of newer files): the SM clock measured before and after the samples
+                clk = t.get("sm_clock_measured_mhz")
+                if "sm_clock_measured_mhz" in t and not (isinstance(clk, dict) and all(
+                        isinstance(clk.get(k), (int, float)) and not isinstance(clk.get(k), bool) and clk[k] > 0
+                        for k in ("before", "after"))):
+                    problems.append(f"{where}.timing.sm_clock_measured_mhz is {clk!r}, "
+                                    "expected {\"before\": MHz, \"after\": MHz}")
                 if not isinstance(row.get("derived"), dict):
                     problems.append(f"{where}.derived is missing")
             ph = row.get("phases")

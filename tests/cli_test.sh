@@ -45,6 +45,9 @@ expect_rc 0 "smoke run" "$bin" run configs/smoke.json -o "$tmp/smoke.json"
 grep -q "^\[ *[0-9]*/[0-9]*\] " "$tmp/err" && ok || fail "smoke run printed no progress lines"
 python3 scripts/check_results.py "$tmp/smoke.json" --expect-complete --expect-all-ok --min-runs 100 >/dev/null \
   && ok || fail "smoke results: $(python3 scripts/check_results.py "$tmp/smoke.json" --expect-complete --expect-all-ok 2>&1 | head -5)"
+# The measured SM clock belongs to GPU timings only (the smoke config is all CPU).
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert not any("sm_clock_measured_mhz" in (r.get("timing") or {}) for r in d["runs"])' "$tmp/smoke.json" \
+  && ok || fail "a CPU row carries timing.sm_clock_measured_mhz"
 expect_rc 0 "quiet run" "$bin" run configs/smoke.json -q --filter 'update/*' -o "$tmp/q.json"
 [ ! -s "$tmp/err" ] && ok || fail "-q still printed: $(head -c 200 "$tmp/err")"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["runs"] and all(r["op"]=="update" for r in d["runs"])' "$tmp/q.json" \

@@ -1,5 +1,5 @@
 """Tests of the results scripts (table.py, plot.py, compare.py, check_results.py,
-heuristics.py) on the committed H100 results, on synthetic files made from them,
+summarize.py, heuristics.py) on the committed H100 results, on synthetic files made from them,
 and on small synthetic files built from scratch for the row keys no committed
 file has yet (phases, fit): no GPU, no build needed. Each script runs as a subprocess, as a user would run it.
 Run: python3 -m pytest tests/python (scripts/test.sh does, after ctest)."""
@@ -485,6 +485,74 @@ def test_check_results_rejects_quantiles_out_of_order(tmp_path):
     r["timing"]["q1"], r["timing"]["q3"] = r["timing"]["q3"], r["timing"]["q1"]
     p = run("check_results.py", write(tmp_path, "order.json", doc))
     assert p.returncode == 1 and f"runs[{i}] ({r['variant']}).timing quantiles out of order" in p.stderr
+
+
+def with_sm_clock(doc, clocks):
+    """doc with timing.sm_clock_measured_mhz {before, after} set on its first ok timed runs, one
+    (before, after) pair each, in order; the other rows left without it, as in files written before
+    the field. Returns the rows changed."""
+    rows = [r for r in doc["runs"] if r["status"] == "ok" and r.get("timing")][: len(clocks)]
+    assert len(rows) == len(clocks), "results/h100/quick.json lacks the timed runs these tests need"
+    for r, (before, after) in zip(rows, clocks):
+        r["timing"]["sm_clock_measured_mhz"] = {"before": before, "after": after}
+    return rows
+
+
+def test_check_results_accepts_sm_clock(tmp_path):
+    doc = quick()
+    with_sm_clock(doc, [(1980.0, 1975.5), (1755, 1620.2)])  # rows with it beside rows without
+    p = run("check_results.py", write(tmp_path, "clock.json", doc), "--expect-complete")
+    assert p.returncode == 0 and f"valid, {len(doc['runs'])} runs" in p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("bad", [None, 1980, {"before": 1980}, {"before": 1980, "after": "1900"},
+                                 {"before": 0, "after": 1900}, {"before": True, "after": 1900}])
+def test_check_results_rejects_bad_sm_clock(tmp_path, bad):
+    doc = quick()
+    r = with_sm_clock(doc, [(1980, 1980)])[0]
+    r["timing"]["sm_clock_measured_mhz"] = bad
+    i = doc["runs"].index(r)
+    p = run("check_results.py", write(tmp_path, "bad_clock.json", doc))
+    assert p.returncode == 1 and f"runs[{i}] ({r['variant']}).timing.sm_clock_measured_mhz is" in p.stderr, p.stderr
+
+
+# --- summarize.py ---------------------------------------------------------------------------
+
+def warned_rows(stdout):
+    """The table lines that a throttle warning follows, and the warnings."""
+    lines = stdout.splitlines()
+    return [(lines[i - 1], l) for i, l in enumerate(lines) if l.startswith("  warning: throttled while measured")]
+
+
+def test_summarize_old_file_no_warning():
+    p = run("summarize.py", QUICK)
+    assert p.returncode == 0, p.stderr
+    assert len([l for l in p.stdout.splitlines() if not l.startswith("#")]) == len(quick()["runs"]) + 1
+    assert "warning" not in p.stdout
+
+
+def test_summarize_throttle_warnings(tmp_path):
+    doc = quick()
+    assert doc["device"]["sm_clock_mhz"] == 1980
+    steady, dropped, low, rising, slight = with_sm_clock(doc, [
+        (1980, 1950),    # 1.5 % drop, at full clock: fine
+        (1950, 1800),    # 7.7 % drop during the samples
+        (1700, 1705),    # steady but 86 % of 1980
+        (1600, 1980),    # started below 90 % (81 %)
+        (1790, 1785)])   # 90.2 % (after: 1785 / 1980), 0.3 % drop: fine
+    p = run("summarize.py", write(tmp_path, "clock.json", doc))
+    assert p.returncode == 0, p.stderr
+    warned = warned_rows(p.stdout)
+    assert len(warned) == 3, p.stdout
+    for (line, warning), r in zip(warned, (dropped, low, rising)):
+        assert line.startswith(r["variant"]) and f"{r['B']}x{r['N']}x{r['K']}x{r['D']}" in line, (line, r)
+    assert "SM clock 1950 -> 1800 MHz (fell 8 % during the samples)" in warned[0][1]
+    assert "SM clock 1700 -> 1705 MHz (86 % of the device's 1980 MHz)" in warned[1][1]
+    assert "SM clock 1600 -> 1980 MHz (81 % of the device's 1980 MHz)" in warned[2][1]
+    # without the device's max clock only the drop counts
+    del doc["device"]["sm_clock_mhz"]
+    p = run("summarize.py", write(tmp_path, "clock_nomax.json", doc))
+    assert p.returncode == 0 and [w for _, w in warned_rows(p.stdout)] == [warned[0][1]], p.stdout
 
 
 # --- heuristics.py --------------------------------------------------------------------------
