@@ -65,6 +65,7 @@
  *   lexicographically on (score, index). ||c||² is +inf for padding centroids
  *   (k >= K), so a zero-padded centroid column scores +inf and never wins.
  *   ||x||² is summed from X (smem in v1, the A fragments in v2). */
+#include "assign_flash_common.cuh"
 #include "error.h"
 #include "variant.h"
 
@@ -142,30 +143,7 @@ __global__ void __launch_bounds__(256) mma_centroid_norms(const uint16_t *__rest
   if (lane == 0) csq[w] = k < K ? s : INFINITY;
 }
 
-/* ---- PTX wrappers (sm_80+) ---- */
-
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-/* 16-byte async copy global -> shared; valid = false zero-fills without reading. */
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)),
-               "r"(valid ? 16 : 0));
-#endif
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-#endif
-}
+/* ---- PTX wrappers (sm_80+; cp.async in assign_flash_common.cuh) ---- */
 
 /* Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, and
  * lane l receives row l/4, columns 2(l%4), 2(l%4)+1 of each. */
@@ -223,14 +201,6 @@ __device__ __forceinline__ float sq2(uint32_t w, float acc) {
   const float lo = bits_to_f32<DT>((unsigned short)(w & 0xffffu));
   const float hi = bits_to_f32<DT>((unsigned short)(w >> 16));
   return fmaf(hi, hi, fmaf(lo, lo, acc));
-}
-
-/* (s, i) <- lexicographic min of (s, i) and (so, io). */
-__device__ __forceinline__ void lex_min(float &s, int &i, float so, int io) {
-  if (so < s || (so == s && io < i)) {
-    s = so;
-    i = io;
-  }
 }
 
 /* Rows [row0, row0 + 128) × D chunk c of a row-major [nrows][D] matrix into the
@@ -436,11 +406,7 @@ __global__ void __launch_bounds__(kThreads, 2) flash_mma_kernel(const Args a) {
 #pragma unroll
     for (int h = 0; h < 2; h++)
 #pragma unroll
-      for (int o = 1; o <= 2; o <<= 1) {
-        const float so = __shfl_xor_sync(0xffffffffu, best_s[mt][h], o);
-        const int io = __shfl_xor_sync(0xffffffffu, best_i[mt][h], o);
-        lex_min(best_s[mt][h], best_i[mt][h], so, io);
-      }
+      for (int o = 1; o <= 2; o <<= 1) lex_min_shfl_xor(best_s[mt][h], best_i[mt][h], o);
 
   /* The 2 warps sharing rows (wn = 0, 1) meet in smem; the ring is free once
    * every warp has left the main loop (all real copies were waited for). */
@@ -735,11 +701,7 @@ __global__ void __launch_bounds__(kThreads, 3) flash_mma2_kernel(const Args2 a) 
 #pragma unroll
         for (int h = 0; h < 2; h++) {
 #pragma unroll
-          for (int o = 1; o <= 2; o <<= 1) {
-            const float so = __shfl_xor_sync(0xffffffffu, best_s[mt][h], o);
-            const int io = __shfl_xor_sync(0xffffffffu, best_i[mt][h], o);
-            lex_min(best_s[mt][h], best_i[mt][h], so, io);
-          }
+          for (int o = 1; o <= 2; o <<= 1) lex_min_shfl_xor(best_s[mt][h], best_i[mt][h], o);
           /* ||x||² of row g (h = 0: a0, a2) or g + 8 (h = 1: a1, a3); the quad
            * holds the row's columns between them; padding adds zero. */
           float xsq = 0.f;
@@ -840,14 +802,8 @@ static fkm_status mma_supports(const fkm_shape *s, const fkm_device *dev, char *
     snprintf(why, n, "tensor-core path takes fp16/bf16 only (use assign/flash_simt for fp32)");
     return FKM_ERR_NOT_SUPPORTED;
   }
-  if (s->B < 1 || s->N < 1 || s->K < 1 || s->D < 1) {
-    snprintf(why, n, "needs B, N, K, D >= 1");
-    return FKM_ERR_NOT_SUPPORTED;
-  }
-  if (s->B > 65535) {
-    snprintf(why, n, "B=%lld exceeds the grid's y limit 65535", (long long)s->B);
-    return FKM_ERR_NOT_SUPPORTED;
-  }
+  FKM_TRY(flash_check_nonempty(s, why, n));
+  FKM_TRY(flash_check_grid_y(s, why, n));
   if (s->K > INT32_MAX - kBN || s->D > INT32_MAX / 2 || (s->N + kBM - 1) / kBM > INT32_MAX ||
       ((s->K + kBN - 1) / kBN) * (int64_t)n_chunks(s->D) > INT32_MAX) {
     snprintf(why, n, "K or D beyond the int32 index range, or too many tiles");
@@ -858,12 +814,8 @@ static fkm_status mma_supports(const fkm_shape *s, const fkm_device *dev, char *
       snprintf(why, n, "mma.sync m16n8k16 / cp.async need sm_80+, device is sm_%d", dev->cc);
       return FKM_ERR_NOT_SUPPORTED;
     }
-    const size_t need = smem_bytes(true, n_chunks(s->D)); /* v1 is the fallback; the smaller of its two modes */
-    if (dev->smem_per_block_optin < (int64_t)need) {
-      snprintf(why, n, "needs %zu bytes of shared memory per block, device allows %lld", need,
-               (long long)dev->smem_per_block_optin);
-      return FKM_ERR_NOT_SUPPORTED;
-    }
+    /* v1 is the fallback: the smaller of its two modes must fit */
+    FKM_TRY(flash_check_smem(dev, smem_bytes(true, n_chunks(s->D)), why, n));
   }
   return FKM_OK;
 }

@@ -22,6 +22,7 @@
  * ||c||² comes from a small kernel into scratch [B][Kpad] (Kpad = K rounded up
  *   to BN, +inf in the padding, so a padded column can never win); ||x||² is
  *   summed while the first centroid tile's X chunks are loaded. */
+#include "assign_flash_common.cuh"
 #include "error.h"
 #include "variant.h"
 
@@ -72,14 +73,6 @@ __global__ void __launch_bounds__(256) simt_centroid_norms(const void *__restric
   }
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
   if (lane == 0) csq[w] = k < K ? s : INFINITY;
-}
-
-/* (s, i) <- lexicographic min of (s, i) and (so, io). */
-__device__ __forceinline__ void lex_min(float &s, int &i, float so, int io) {
-  if (so < s || (so == s && io < i)) {
-    s = so;
-    i = io;
-  }
 }
 
 template <int DT>
@@ -203,11 +196,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int i = 0; i < 8; i++) {
 #pragma unroll
-        for (int o = 8; o > 0; o >>= 1) {
-          const float so = __shfl_xor_sync(0xffffffffu, ts[i], o);
-          const int io = __shfl_xor_sync(0xffffffffu, ti[i], o);
-          lex_min(ts[i], ti[i], so, io);
-        }
+        for (int o = 8; o > 0; o >>= 1) lex_min_shfl_xor(ts[i], ti[i], o);
       }
       float cs = ts[0];
       int ci = ti[0];
@@ -251,14 +240,8 @@ typedef struct {
 
 static fkm_status simt_supports(const fkm_shape *s, const fkm_device *dev, char *why, size_t n) {
   (void)dev;
-  if (s->B < 1 || s->N < 1 || s->K < 1 || s->D < 1) {
-    snprintf(why, n, "needs B, N, K, D >= 1");
-    return FKM_ERR_NOT_SUPPORTED;
-  }
-  if (s->B > 65535) {
-    snprintf(why, n, "B=%lld exceeds the grid's y limit 65535", (long long)s->B);
-    return FKM_ERR_NOT_SUPPORTED;
-  }
+  FKM_TRY(flash_check_nonempty(s, why, n));
+  FKM_TRY(flash_check_grid_y(s, why, n));
   if (s->K > INT32_MAX - kBN || s->D > INT32_MAX / 2 || (s->N + kBM - 1) / kBM > INT32_MAX ||
       ((s->K + kBN - 1) / kBN) * ((s->D + kBK - 1) / kBK) > INT32_MAX) {
     snprintf(why, n, "K or D beyond the int32 index range, or too many point tiles");

@@ -49,6 +49,7 @@
  *   scores go to the lowest index. ||c||² (a small norms kernel into scratch
  *   [B][Kpad], Kpad = K rounded up to 64) is +inf for padding centroids, whose
  *   zero columns then score +inf and never win. */
+#include "assign_flash_common.cuh"
 #include "error.h"
 #include "variant.h"
 
@@ -111,41 +112,7 @@ __global__ void __launch_bounds__(256) tf32_centroid_norms(const float *__restri
   if (lane == 0) csq[w] = k < K ? s : INFINITY;
 }
 
-/* ---- PTX wrappers (sm_80+) ---- */
-
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-/* Async copies global -> shared; valid = false zero-fills without reading.
- * The "memory" clobbers keep the compiler from moving this thread's own reads
- * of the destination (the in-place rounding) across the copy and the wait. */
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const float *src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)),
-               "r"(valid ? 16 : 0)
-               : "memory");
-#endif
-}
-
-__device__ __forceinline__ void cp_async_4(uint32_t dst, const float *src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src)),
-               "r"(valid ? 4 : 0)
-               : "memory");
-#endif
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
+/* ---- PTX wrappers (sm_80+; cp.async in assign_flash_common.cuh) ---- */
 
 /* fp32 -> tf32, round to nearest (ties away from zero); low 13 bits zero. */
 __device__ __forceinline__ uint32_t tf32_rna(float f) {
@@ -167,14 +134,6 @@ __device__ __forceinline__ void mma_1688(float (&d)[4], uint32_t a0, uint32_t a1
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 #endif
-}
-
-/* (s, i) <- lexicographic min of (s, i) and (so, io). */
-__device__ __forceinline__ void lex_min(float &s, int &i, float so, int io) {
-  if (so < s || (so == s && io < i)) {
-    s = so;
-    i = io;
-  }
 }
 
 /* One 16-byte piece: columns d0..d0+3 of a row at src + off (row valid: rv).
@@ -423,11 +382,7 @@ __global__ void __launch_bounds__(kThreads, 3) flash_tf32_kernel(const Args a) {
 #pragma unroll
     for (int h = 0; h < 2; h++)
 #pragma unroll
-      for (int o = 1; o <= 2; o <<= 1) {
-        const float so = __shfl_xor_sync(0xffffffffu, best_s[mt][h], o);
-        const int io = __shfl_xor_sync(0xffffffffu, best_i[mt][h], o);
-        lex_min(best_s[mt][h], best_i[mt][h], so, io);
-      }
+      for (int o = 1; o <= 2; o <<= 1) lex_min_shfl_xor(best_s[mt][h], best_i[mt][h], o);
   if (tq == 0) {
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -485,10 +440,7 @@ static fkm_status tf32_supports(const fkm_shape *s, const fkm_device *dev, char 
              fkm_dtype_name(s->dtype));
     return FKM_ERR_NOT_SUPPORTED;
   }
-  if (s->B < 1 || s->N < 1 || s->K < 1 || s->D < 1) {
-    snprintf(why, n, "needs B, N, K, D >= 1");
-    return FKM_ERR_NOT_SUPPORTED;
-  }
+  FKM_TRY(flash_check_nonempty(s, why, n));
   const int64_t ptiles = (s->N + kBM - 1) / kBM, ntiles = (s->K + kBN - 1) / kBN;
   const int64_t nch = (s->D + kKC - 1) / kKC;
   if (s->K > INT32_MAX - kBN || s->D > INT32_MAX / 2 || ptiles > INT32_MAX / s->B || ntiles * nch > INT32_MAX ||
@@ -501,12 +453,7 @@ static fkm_status tf32_supports(const fkm_shape *s, const fkm_device *dev, char 
       snprintf(why, n, "mma.sync .tf32 / cp.async need sm_80+, device is sm_%d", dev->cc);
       return FKM_ERR_NOT_SUPPORTED;
     }
-    const size_t need = smem_bytes(true, 0); /* stream mode: the fallback for any D */
-    if (dev->smem_per_block_optin < (int64_t)need) {
-      snprintf(why, n, "needs %zu bytes of shared memory per block, device allows %lld", need,
-               (long long)dev->smem_per_block_optin);
-      return FKM_ERR_NOT_SUPPORTED;
-    }
+    FKM_TRY(flash_check_smem(dev, smem_bytes(true, 0), why, n)); /* stream mode: the fallback for any D */
   }
   return FKM_OK;
 }

@@ -551,6 +551,31 @@ __device__ __forceinline__ void si_cs_fill(const SiCsParams &P, const int *st, i
   }
 }
 
+/* ATOMIC rank of one row (label lab, bin v = si_cs_bin(lab, K)): the next
+ * slot of the bin's running counter ctr[v] in shared memory. When the warp's
+ * 32 rows all exist and share one bin, lane 0 takes 32 slots with one atomic
+ * and lane l gets the l-th; a row that does not exist (!in) takes no slot and
+ * gets 0. The direct and the staged scatter differ only in where they store
+ * the row at its slot.
+ * Two details keep the kernel's SASS what it was with this code inline: ctr
+ * goes through its shared-window address, so the compiler knows it is shared
+ * memory before inlining (a plain pointer cost si_cs_scatter<false> a 36-byte
+ * spill on sm_90a); and it takes the label, not the bin (a bin parameter
+ * swapped the operands of one compare per row). */
+__device__ __forceinline__ int si_cs_atomic_rank(int *ctr, int lab, int K, bool in, int lane) {
+  ctr = (int *)__cvta_shared_to_generic(__cvta_generic_to_shared(ctr));
+  const int v = si_cs_bin(lab, K);
+  const int v0 = __shfl_sync(SI_FULL, v, 0);
+  int pos = 0;
+  if (__all_sync(SI_FULL, in && v == v0)) {
+    if (lane == 0) pos = atomicAdd(ctr + v0, 32);
+    pos = __shfl_sync(SI_FULL, pos, 0) + lane;
+  } else if (in) {
+    pos = atomicAdd(ctr + v, 1);
+  }
+  return pos;
+}
+
 /* ATOMIC: blockDim = SI_CT; dynamic shared memory 4*KB bytes, or 8*KB when
  * P.dual (the segment starts get their own copy, so all global loads are
  * issued before the first barrier), or 4*(2*KB + 1 + C) when P.staged. STABLE: blockDim = 32 * W (W <= 16),
@@ -632,14 +657,7 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
         const bool in = o < n;
         const int v = si_cs_bin(cur[k], K);
         if (in && v == K) mybad = min(mybad, r0 + o);
-        const int v0 = __shfl_sync(SI_FULL, v, 0);
-        int pos = 0;
-        if (__all_sync(SI_FULL, in && v == v0)) {
-          if (lane == 0) pos = atomicAdd(srow_s + v0, 32);
-          pos = __shfl_sync(SI_FULL, pos, 0) + lane;
-        } else if (in) {
-          pos = atomicAdd(srow_s + v, 1);
-        }
+        const int pos = si_cs_atomic_rank(srow_s, cur[k], K, in, lane);
         if (in) stage[pos + A[v]] = v << 16 | o;
       }
     }
@@ -676,14 +694,7 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
         const bool in = o < n;
         const int v = si_cs_bin(cur[k], K);
         if (in && v == K) mybad = min(mybad, r0 + o);
-        const int v0 = __shfl_sync(SI_FULL, v, 0);
-        int pos = 0;
-        if (__all_sync(SI_FULL, in && v == v0)) {
-          if (lane == 0) pos = atomicAdd(srow + v0, 32);
-          pos = __shfl_sync(SI_FULL, pos, 0) + lane;
-        } else if (in) {
-          pos = atomicAdd(srow + v, 1);
-        }
+        const int pos = si_cs_atomic_rank(srow, cur[k], K, in, lane);
         if (in) P.sidx[pos] = v < K ? r0 + o : -1;
       }
     }

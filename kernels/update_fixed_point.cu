@@ -110,7 +110,11 @@ __global__ void __launch_bounds__(FX_THREADS) fx_accumulate_kernel(const void *_
           if (d < D) atomicAdd(&sums[b * D + d], (unsigned long long)acc[t]);
         }
       }
-      if (lane == src) atomicAdd(&counts[b], (unsigned long long)__popc(group));
+      /* b and group are the same in every lane (shuffled from src), so any
+       * one lane can add the count. Lane 0 rather than src: with lane == src,
+       * ptxas for sm_90a kept bin and group_of_mine in local memory across
+       * the loops above (a 20-byte spill). */
+      if (lane == 0) atomicAdd(&counts[b], (unsigned long long)__popc(group));
     }
   }
 }
