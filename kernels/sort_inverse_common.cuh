@@ -551,6 +551,20 @@ __device__ __forceinline__ void si_cs_fill(const SiCsParams &P, const int *st, i
   }
 }
 
+/* STABLE ranking: the lanes whose rows share bin v (match mask m) take the next
+ * __popc(m) slots of the warp's 16-bit counter cnt[v]; returns the group's first slot.
+ * Only the group's leader reads and writes the counter (the others get its read by a
+ * shuffle), so no two lanes touch it unordered; groups of other bins touch others. */
+__device__ __forceinline__ int si_group_bump(unsigned short *cnt, int v, int lane, unsigned m) {
+  const int leader = __ffs(m) - 1;
+  int first = 0;
+  if (lane == leader) first = cnt[v];
+  first = __shfl_sync(SI_FULL, first, leader);
+  if (lane == leader) cnt[v] = (unsigned short)(first + __popc(m));
+  __syncwarp();
+  return first;
+}
+
 /* ATOMIC rank of one row (label lab, bin v = si_cs_bin(lab, K)): the next
  * slot of the bin's running counter ctr[v] in shared memory. When the warp's
  * 32 rows all exist and share one bin, lane 0 takes 32 slots with one atomic
@@ -730,10 +744,7 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
       for (int u = 0; u < SI_SU; u++) {
         const bool in = base + u * 32 + lane < w1;
         const int v = in ? si_cs_bin(lab[u], K) : KB; /* KB: dummy counter of idle lanes */
-        const unsigned m = __match_any_sync(SI_FULL, v);
-        const int c = __shfl_sync(SI_FULL, (int)my[v], __ffs(m) - 1);
-        my[v] = (unsigned short)(c + __popc(m)); /* the whole group stores the same value */
-        __syncwarp();
+        si_group_bump(my, v, lane, __match_any_sync(SI_FULL, v));
       }
     }
     __syncthreads();
@@ -761,9 +772,7 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
         const bool in = o < w1;
         const int v = in ? si_cs_bin(lab[u], K) : KB;
         const unsigned m = __match_any_sync(SI_FULL, v);
-        const int rank = __shfl_sync(SI_FULL, (int)my[v], __ffs(m) - 1); /* the leader's read */
-        my[v] = (unsigned short)(rank + __popc(m));
-        __syncwarp();
+        const int rank = si_group_bump(my, v, lane, m);
         if (in) P.sidx[srow[v] + rank + __popc(m & lt)] = v < K ? r0 + o : -1;
         mybad = (in && v == K) ? min(mybad, r0 + o) : mybad;
       }
