@@ -626,6 +626,29 @@ def test_heuristics_thresholds(tmp_path, args, rc, missed):
     assert len(fails) == len(missed) and all(m in f for m, f in zip(missed, fails))
 
 
+def test_heuristics_throttled_row(tmp_path):
+    """A dispatcher row whose SM clock fell > 10 % during its samples gets a note, and --min-ratio
+    is checked on the other shapes (here N=8192's 0.8 is the throttled one: the steady minimum is
+    0.95); a fall of exactly 10 % is not throttled."""
+    doc = heuristic_doc()
+    for r in doc["runs"]:
+        if r["variant"] == "assign/flash" and r["N"] == 8192:
+            r["timing"]["sm_clock_measured_mhz"] = {"before": 1900.0, "after": 1500.0}
+        if r["variant"] == "assign/flash" and r["N"] == 4096:
+            r["timing"]["sm_clock_measured_mhz"] = {"before": 2000.0, "after": 1800.0}
+    out = tmp_path / "h.json"
+    p = run("heuristics.py", write(tmp_path, "h.json", doc), "--min-median", "0.9", "--json", out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert ("- minimum best/heuristic: 0.800 at 1×8192×64×32 fp16 blobs seed 1; over the 2 shapes timed at a "
+            "steady clock: 0.950 at 1×4096×64×32 fp16 blobs seed 1 (--min-ratio 0.9: met)") in p.stdout
+    assert "1×8192×64×32 fp16 blobs seed 1: the assign/flash row's SM clock fell 1900 -> 1500 MHz" in p.stdout
+    assert "4096×64×32 fp16 blobs seed 1: the assign/flash row's SM clock" not in p.stdout
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["steady_shapes"] == 2 and summary["min_ratio_steady"] == pytest.approx(0.95)
+    p = run("heuristics.py", write(tmp_path, "h2.json", doc), "--min-median", "0.9", "--min-ratio", "0.96")
+    assert p.returncode == 1 and "FAIL: minimum best/heuristic 0.950 (1×4096×64×32" in p.stdout
+
+
 def test_heuristics_even_count_median(tmp_path):
     doc = heuristic_doc()
     doc["runs"].append(row("assign/flash_mma", N=16384, median=0.5))  # the skipped shape: ratio 0.5
