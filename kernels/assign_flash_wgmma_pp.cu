@@ -38,6 +38,9 @@
  *   128 B), then the mbarriers. pp, D = 128: S = 2 (192 KB); pp3, D = 128: S = 4 (224 KB).
  * Fragment layout (wgmma D, per thread, lane = 4g + q): rows 16*warp + g and + 8 of the
  *   warpgroup's 64, columns 8j + 2q + {0, 1}, j < BN/8: acc[4j + 2h + e].
+ * A operand: pp keeps its 64 x D rows in registers for the whole item (ldmatrix at the
+ *   first tile, wgmma with A from registers) and frees the X slot at once; pp3 reads A
+ *   from the X slot (Geo::AREGS has the measurements).
  * Norm step (from K = 4097 on for pp, 16385 for pp3; assign/flash_wgmma_pp_fold never):
  *   one more wgmma per tile, A = constant weights from registers, B = the tile's digits of
  *   -||c||^2 / 2 (cnorm_digits_kernel, a BN x 32 B block per C stage, 32B-swizzled), puts
@@ -79,6 +82,12 @@ struct Geo {
   static constexpr uint32_t CATOM = (uint32_t)BN_ * 128u; /* C atom: BN rows x 128 B */
   static constexpr uint32_t NATOM = (uint32_t)BN_ * 32u;  /* norm digits of a tile: BN rows x 32 B */
   static constexpr uint32_t CWARPS = 4u * NWG_;     /* arrivals that free a stage or an X slot */
+  /* A (the points) from registers: ldmatrix once per item, wgmma RS, the X slot freed at
+   * the item's first tile. pp (H100, A/B both orders): 1M x 1024 x 128 0.517 -> 0.497 ms,
+   * x 1024 x 64 0.416 -> 0.389, x 65536 x 128 30.6 -> 29.7, 32 x 75600 x 1000 1.18 -> 1.14;
+   * pp3 (160 registers) loses at D = 64 (1024: 0.384 -> 0.411, 8192: 2.79 -> 3.02): it
+   * keeps A in shared memory. */
+  static constexpr bool AREGS = NWG_ == 2;
   static_assert(NACC * 2 == BN_ && NJ * 8 == BN_ && (NJ == 16 || NJ == 32) && CWARPS == 4u * NWG_,
                 "tile width 128 or 256");
 };
@@ -261,20 +270,30 @@ __device__ __forceinline__ void acc_fence(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i]));
 }
 
+/* A warp's four 8x8 b16 matrices from shared memory (lane l gives the row address of
+ * matrix l / 8): the mma / wgmma A fragment of 16 rows x 16 columns. */
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
 /* One tile: with kNormMma first the digits step (A = the weights in registers, B = the
  * tile's digits block: acc = -||c||^2 / 2), then NK k-steps of x.c, straight-line (a branch
  * between the wgmmas of a group makes ptxas close and reopen the group around each). k-step
  * kk lives in atom kk/4 at byte offset 32*(kk%4) inside the 1024-byte swizzle pattern. */
 template <bool kBF16, int NK, class G, bool kNormMma>
-__device__ __forceinline__ void issue_tile(float (&d)[G::NACC], uint32_t a_base, uint32_t b_base, uint32_t n_base,
-                                           const uint32_t (&wa)[4]) {
+__device__ __forceinline__ void issue_tile(float (&d)[G::NACC], uint32_t a_base, const uint32_t (&af)[8][4],
+                                           uint32_t b_base, uint32_t n_base, const uint32_t (&wa)[4]) {
   wg_fence();
   if constexpr (kNormMma) wgmma_rs<kBF16>(d, wa, make_desc_sw32(n_base), 0u);
 #pragma unroll
   for (int kk = 0; kk < NK; ++kk) {
     const uint32_t kin = (uint32_t)(kk & 3) * 32u;
-    wgmma_ss<kBF16>(d, make_desc(a_base + (uint32_t)(kk >> 2) * G::XATOM + kin),
-                    make_desc(b_base + (uint32_t)(kk >> 2) * G::CATOM + kin), (kNormMma || kk > 0) ? 1u : 0u);
+    const uint64_t db = make_desc(b_base + (uint32_t)(kk >> 2) * G::CATOM + kin);
+    const uint32_t sd = (kNormMma || kk > 0) ? 1u : 0u;
+    if constexpr (G::AREGS) wgmma_rs<kBF16>(d, af[kk], db, sd);
+    else wgmma_ss<kBF16>(d, make_desc(a_base + (uint32_t)(kk >> 2) * G::XATOM + kin), db, sd);
   }
   wg_commit();
 }
@@ -384,6 +403,7 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
   constexpr float kWorst = kNormMma ? -INFINITY : INFINITY; /* best score before any column */
 
   float acc[G::NACC];
+  uint32_t afr[8][4]; /* G::AREGS: the item's A fragments, k-step kk (loaded at its first tile) */
   float bs[2] = {kWorst, kWorst};
   int bi[2] = {0, 0};
   float xn[2] = {0.f, 0.f};
@@ -426,25 +446,55 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
       mbar_wait(sm.cfull(cs), cph);
       PHASE_MARK(2);
       __syncwarp();
+      if (G::AREGS && t == 0) {
+        /* the warp's 16 rows into registers (ldmatrix.x4 per k-step: rows lane % 16, the
+         * k-step's 16-byte unit lane / 16 of the swizzled 128-byte row), then the X slot
+         * is free for the item after next */
+        const int r = wg * 64 + wq * 16 + (lane & 15);
+        const uint32_t rbase = xbase + (uint32_t)r * 128u;
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+          if (kk < p.KS) {
+            const uint32_t unit = (uint32_t)(2 * (kk & 3) + (lane >> 4)) ^ (uint32_t)(r & 7);
+            ldmatrix_x4(afr[kk], rbase + (uint32_t)(kk >> 2) * G::XATOM + unit * 16u);
+          }
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(sm.xempty(xs));
+      }
       {
         const uint32_t a_base = xbase + a_row_off;
         const uint32_t b_base = sm.base + sm.c_off + (uint32_t)cs * sm.c_stage;
         const uint32_t n_base = sm.base + sm.n_off + (uint32_t)cs * G::NATOM;
         switch (p.KS) {
-        case 1: issue_tile<kBF16, 1, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
-        case 2: issue_tile<kBF16, 2, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
-        case 3: issue_tile<kBF16, 3, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
-        case 4: issue_tile<kBF16, 4, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
-        case 5: issue_tile<kBF16, 5, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
-        case 6: issue_tile<kBF16, 6, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
-        case 7: issue_tile<kBF16, 7, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
-        default: issue_tile<kBF16, 8, G, kNormMma>(acc, a_base, b_base, n_base, wa); break;
+        case 1: issue_tile<kBF16, 1, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
+        case 2: issue_tile<kBF16, 2, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
+        case 3: issue_tile<kBF16, 3, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
+        case 4: issue_tile<kBF16, 4, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
+        case 5: issue_tile<kBF16, 5, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
+        case 6: issue_tile<kBF16, 6, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
+        case 7: issue_tile<kBF16, 7, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
+        default: issue_tile<kBF16, 8, G, kNormMma>(acc, a_base, afr, b_base, n_base, wa); break;
         }
       }
       PHASE_MARK(3);
       if (wg != G::NWG - 1 || step + 1 < steps) named_bar_arrive(next_turn, kTurnThreads);
 
-      if (t == 0) {
+      if (G::AREGS && t == 0) {
+        /* ||x||^2 of rows row0, row0 + 8 from the A fragments: registers 0, 2 hold row g,
+         * 1, 3 row g + 8, four of each k-step's columns; the quad adds them up below */
+        xn[0] = xn[1] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+          if (kk < p.KS) {
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const float2 f = pair_to_f2<kBF16>(afr[kk][q]);
+              xn[q & 1] = fmaf(f.x, f.x, fmaf(f.y, f.y, xn[q & 1]));
+            }
+          }
+        }
+      } else if (t == 0) {
         /* ||x||^2 of rows row0, row0 + 8: whole 16-byte units of a row (the swizzle
          * permutes units within the row), columns >= D are zero-filled by TMA */
 #pragma unroll
@@ -474,7 +524,7 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
       __syncwarp();
       if (lane == 0) {
         mbar_arrive(sm.cempty(cs));
-        if (t == p.T - 1) mbar_arrive(sm.xempty(xs));
+        if (!G::AREGS && t == p.T - 1) mbar_arrive(sm.xempty(xs));
       }
       if (++cs == p.S) { cs = 0; cph ^= 1u; }
 
@@ -598,12 +648,15 @@ __global__ void __launch_bounds__(G::THREADS, 1)
     asm volatile("setmaxnreg.inc.sync.aligned.u32 160;" ::: "memory");
   if (norm_mma) consume<kBF16, G, true>(p, sm, warp, lane);
   else consume<kBF16, G, false>(p, sm, warp, lane);
-#elif defined(__CUDA_ARCH__)
+#else
   (void)tmX;
   (void)tmC;
   (void)tmN;
   (void)p;
+  (void)G::AREGS;
+#ifdef __CUDA_ARCH__
   __trap(); /* sm_90a only; supports() rejects every other device */
+#endif
 #endif
 }
 
