@@ -50,18 +50,18 @@ static const fkm_variant *usable(const char *name, const fkm_shape *s, const fkm
  *    512: 7.45 vs 6.57).
  *  - otherwise flash_wgmma (BM = 128).
  * Ahead of all these, for D <= 128, the ping-pong kernels, which beat every pick above
- * (flash_wgmma_pp: 1M x 1000 x 128 0.529 vs 0.705 wgmma; 1M x 1000 x 64 0.427 vs 0.550
- * mma); between the two (results/h100/ablation_heuristics.json, 2026-11-26, with the
- * norm step of pp from K = 4097 and pp3 from 16385):
- *  - flash_wgmma_pp3 (3 warpgroups, 64 x 128 tiles: two fold while one multiplies)
- *    with at least 2^20 points for K <= 128 (1M x 128 x 128: 0.120 vs 0.128 mma; 10M x
- *    128 x 128: 0.985), and with at least 2^18 points per batch for 256 < K <= 4096,
- *    or K < 16384 at D <= 64 (1M x 1000 x 64: 0.387 vs 0.425 pp; 1M x 4096 x 64: 1.38
- *    vs 1.53; 10M x 1024 x 128: 4.69 vs 4.86; 10M x 8192 x 64: 26.3; 300K x 500 x 96:
- *    0.081 vs 0.083); the batched 32 x 75600 x 1000 x 128 runs 1.5 % faster on pp;
- *  - flash_wgmma_pp for the other K > 256, K >= 16384 included, where its norm step
- *    pays (1M x 16384 x 64: 5.67 vs 6.21 pp3; 1M x 200000 x 128: 98.9 vs 111.5;
- *    65536 x 1024 x 64: 0.037, fewer points).
+ * (flash_wgmma_pp: 1M x 1000 x 128 0.497 vs 0.705 wgmma; 1M x 1000 x 64 0.389 vs 0.550
+ * mma); between the two (H100, 2026-11-26, A/B runs in both orders and
+ * results/h100/ablation_heuristics.json; pp with A in registers and its norm step from
+ * K = 4097):
+ *  - flash_wgmma_pp3 (3 warpgroups, 64 x 128 tiles: two fold while one multiplies) with
+ *    at least 2^20 points for K <= 128 (1M x 128 x 128: 0.116 vs 0.128 mma, 0.168 pp),
+ *    and at D <= 64 for 256 < K < 16384 with at least 2^18 points per batch (1M x 4096
+ *    x 64: 1.38 vs 1.53 pp before pp's A in registers; 1M x 1024 x 64 0.384 vs 0.389 and
+ *    8192 x 64 2.79 vs 2.83 after);
+ *  - flash_wgmma_pp for the other K > 256 (1M x 1024 x 128: 0.497 vs 0.511 pp3; 32 x
+ *    75600 x 1000 x 128: 1.14 vs 1.19; 1M x 65536 x 128: 29.7 vs 36.6; 1M x 200000 x 128:
+ *    98.9 vs 111.5; 65536 x 1024 x 64: 0.037, fewer points).
  * Where they do not run (D % 8, not sm_90a) the list above applies.
  * Each list ends in the portable implementations (flash_mma: sm80+, fp16/bf16;
  * flash_simt: anything). */
@@ -78,9 +78,8 @@ static const fkm_variant *heuristic(const fkm_shape *s, const fkm_device *dev) {
   if (s->D <= 128) {
     const int many_points = s->B * s->N >= ((int64_t)1 << 20);
     const int long_batches = s->N >= ((int64_t)1 << 18);
-    const int64_t pp3_max_k = s->D <= 64 ? 16383 : 4096;
     const char *pp = NULL;
-    if ((s->K <= 128 && many_points) || (s->K > 256 && s->K <= pp3_max_k && long_batches))
+    if ((s->K <= 128 && many_points) || (s->D <= 64 && s->K > 256 && s->K < 16384 && long_batches))
       pp = "assign/flash_wgmma_pp3";
     else if (s->K > 256)
       pp = "assign/flash_wgmma_pp";

@@ -30,13 +30,13 @@ int main(void) {
   const fkm_device a100 = described(80, 108, 166912);
   const int64_t M = 1048576;
   /* D <= 128 on sm_90a: the ping-pong kernels */
-  expect(&h100, 1, M, 1024, 128, FKM_F16, "assign/flash_wgmma_pp3");      /* 256 < K <= 4096, long batches */
-  expect(&h100, 1, 300000, 3000, 96, FKM_F16, "assign/flash_wgmma_pp3");
-  expect(&h100, 1, M, 4096, 128, FKM_BF16, "assign/flash_wgmma_pp3");
-  expect(&h100, 1, M, 4097, 128, FKM_F16, "assign/flash_wgmma_pp");       /* past 4096 at D > 64 */
-  expect(&h100, 1, 10000000, 8192, 64, FKM_F16, "assign/flash_wgmma_pp3"); /* D <= 64: up to K < 16384 */
+  expect(&h100, 1, M, 1024, 128, FKM_F16, "assign/flash_wgmma_pp");
+  expect(&h100, 32, 75600, 1000, 128, FKM_F16, "assign/flash_wgmma_pp");
+  expect(&h100, 1, 300000, 3000, 96, FKM_F16, "assign/flash_wgmma_pp");
+  expect(&h100, 1, M, 1024, 64, FKM_F16, "assign/flash_wgmma_pp3");        /* D <= 64, 256 < K < 16384 */
+  expect(&h100, 1, 10000000, 8192, 64, FKM_BF16, "assign/flash_wgmma_pp3");
   expect(&h100, 1, M, 16384, 64, FKM_F16, "assign/flash_wgmma_pp");       /* K >= 16384: pp's norm step */
-  expect(&h100, 32, 75600, 1000, 128, FKM_F16, "assign/flash_wgmma_pp");  /* short batches */
+  expect(&h100, 32, 75600, 1000, 64, FKM_F16, "assign/flash_wgmma_pp");   /* short batches */
   expect(&h100, 1, 65536, 8192, 64, FKM_F16, "assign/flash_wgmma_pp");    /* few points */
   expect(&h100, 1, M, 65536, 128, FKM_BF16, "assign/flash_wgmma_pp");
   expect(&h100, 1, M, 200000, 128, FKM_F16, "assign/flash_wgmma_pp");
