@@ -783,18 +783,9 @@ static const void *kernel_of(const Shape &g) {
 static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
   *state = nullptr;
   const fkm_shape *s = &p->s;
-  int dev = 0, cc_major = 0, cc_minor = 0, sms = 0, optin = 0;
-  FKM_CUDA(cudaGetDevice(&dev));
-  FKM_CUDA(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-  FKM_CUDA(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
-  FKM_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  FKM_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   fkm_device d;
-  memset(&d, 0, sizeof d);
-  d.present = 1;
-  d.cc = cc_major * 10 + cc_minor;
-  d.sm_count = sms;
-  d.smem_per_block_optin = optin;
+  FKM_TRY(query_device(&d, g.name));
+  const int sms = d.sm_count, optin = (int)d.smem_per_block_optin;
   char why[256] = "";
   if (supports_g(g, s, &d, why, sizeof why) != FKM_OK) return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s: %s", g.name, why);
 

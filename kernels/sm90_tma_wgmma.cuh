@@ -2,7 +2,7 @@
  * kernels that use TMA and wgmma (assign_flash_wgmma.cu, assign_flash_wgmma_pp.cu):
  * fp16/bf16 unpacking and the ||c||^2 kernel (every target), mbarrier / TMA / wgmma
  * fence-commit-wait wrappers and the 128B-swizzle shared-memory descriptor (sm_90a
- * only, under FKM_FW_SM90A), and the host-side tensor-map encoding. Private to those
+ * only, under FKM_FW_SM90A), and the host side: the device query and the tensor maps. Private to those
  * files: everything is in an anonymous namespace, so each includes its own copy.
  * Layout convention: a tensor is [B][rows][D] row-major; TMA boxes are 64 elements
  * (128 bytes) of D by box_rows rows, 128-byte swizzled, so every "atom" of box_rows
@@ -10,6 +10,7 @@
 #ifndef FKM_SM90_TMA_WGMMA_CUH
 #define FKM_SM90_TMA_WGMMA_CUH
 
+#include "device.h"
 #include "error.h"
 #include "flashkm.h"
 
@@ -176,6 +177,13 @@ __device__ __forceinline__ uint64_t make_desc_sw32(uint32_t saddr) {
 
 /* ---------------------------------------------------------------------------------- */
 /* host: tensor maps                                                                    */
+
+/* The current device as the supports() checks see it, or an error naming the variant. */
+static fkm_status query_device(fkm_device *d, const char *who) {
+  fkm_device_query(d);
+  if (!d->present) return fkm_fail(FKM_ERR_CUDA, "%s: %s", who, d->absent_reason);
+  return FKM_OK;
+}
 
 typedef PFN_cuTensorMapEncodeTiled_v12000 encode_fn_t;
 
