@@ -241,6 +241,10 @@ static fkm_status fs_pin_host(fs_ctx *F, const void *x, int32_t *labels) {
     F->x_view = a.devicePointer; /* already page-locked by the caller */
   } else {
     cudaError_t e = cudaHostRegister((void *)(uintptr_t)x, xbytes, cudaHostRegisterMapped);
+    if (e != cudaSuccess) { /* a read-only mapping (flashkm fit maps its --input) registers only as such */
+      (void)cudaGetLastError();
+      e = cudaHostRegister((void *)(uintptr_t)x, xbytes, cudaHostRegisterMapped | cudaHostRegisterReadOnly);
+    }
     if (e == cudaSuccess) {
       F->x_registered = 1;
       void *dv = NULL;

@@ -6,6 +6,7 @@
 #include "device.h"
 #include "dist.h"
 #include "dtype.h"
+#include "error.h"
 #include "gen.h"
 #include "info.h"
 #include "runner.h"
@@ -360,22 +361,38 @@ static int cmd_fit(int argc, char **argv) {
     return FKM_EXIT_USAGE;
   }
   const size_t nx = (size_t)(o.B * o.N * o.D);
-  void *x = malloc(nx * fkm_dtype_size(o.dtype));
-  int32_t *labels = malloc(sizeof(int32_t) * (size_t)(o.B * o.N));
-  float *cent = malloc(sizeof(float) * (size_t)(o.B * o.K * o.D));
+  /* The points mapped from the file when no conversion is needed (no second copy in host
+   * memory: a file larger than half of it can still be streamed), else read into memory. */
+  fkm_npy_mapping map;
+  void *x = NULL;
+  const void *points = NULL;
   int rc = 0;
-  if (!x || !labels || !cent) {
+  const fkm_status ms = fkm_npy_map(input, (int64_t)nx, o.dtype, &map);
+  if (ms == FKM_OK) {
+    points = map.data;
+  } else if (ms != FKM_ERR_NOT_SUPPORTED) {
+    fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
+    rc = ms == FKM_ERR_INPUT ? FKM_EXIT_USAGE : FKM_EXIT_FAILED;
+  } else if (!(x = malloc(nx * fkm_dtype_size(o.dtype)))) {
     fprintf(stderr, "flashkm fit: cannot allocate %.2f GB of host memory for %s\n",
             (double)nx * (double)fkm_dtype_size(o.dtype) / 1e9, input);
     rc = FKM_EXIT_FAILED;
   } else if (fkm_npy_load(input, (int64_t)nx, o.dtype, x) != FKM_OK) {
     fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
     rc = FKM_EXIT_USAGE;
+  } else {
+    points = x;
+  }
+  int32_t *labels = rc ? NULL : malloc(sizeof(int32_t) * (size_t)(o.B * o.N));
+  float *cent = rc ? NULL : malloc(sizeof(float) * (size_t)(o.B * o.K * o.D));
+  if (!rc && (!labels || !cent)) {
+    fprintf(stderr, "flashkm fit: cannot allocate host memory for the labels and centroids of %s\n", input);
+    rc = FKM_EXIT_FAILED;
   }
   fkm_fit_result r;
   memset(&r, 0, sizeof r);
   if (!rc) {
-    fkm_status st = fkm_fit(&o, x, labels, cent, &r);
+    fkm_status st = fkm_fit(&o, points, labels, cent, &r);
     if (st != FKM_OK) {
       fprintf(stderr, "flashkm fit: %s\n", fkm_last_error());
       rc = st == FKM_ERR_INPUT ? FKM_EXIT_USAGE : FKM_EXIT_FAILED;
@@ -433,6 +450,7 @@ static int cmd_fit(int argc, char **argv) {
     cJSON_Delete(j);
   }
   fkm_fit_result_free(&r);
+  fkm_npy_unmap(&map);
   free(x);
   free(labels);
   free(cent);
@@ -447,6 +465,34 @@ static const char *usage_gen =
     "points (N, D) or (B, N, D) as float16/float32 (bf16 is written as float32 holding the bf16\n"
     "values), each point's generating cluster as int32 (--labels), and for blobs/skewed the known\n"
     "centres as float32 (--centres).\n";
+
+/* A generated array as fkm_npy_write_from's source: in GPU or host memory, elements of
+ * `elem` bytes; bf16 is widened to float32 (.npy has no bf16) through a staging buffer. */
+typedef struct {
+  const void *data;
+  size_t elem;
+  int on_gpu, widen_bf16;
+  void *tmp;
+} gen_source;
+
+static fkm_status gen_fill(void *ctx, int64_t first, int64_t n, void *dst) {
+  gen_source *g = ctx;
+  const unsigned char *from = (const unsigned char *)g->data + (size_t)first * g->elem;
+  void *to = dst;
+  if (g->widen_bf16) {
+    if (!g->tmp && !(g->tmp = malloc((size_t)n * g->elem))) return fkm_fail(FKM_ERR_OOM, "gen: out of host memory");
+    to = g->tmp;
+  }
+  if (g->on_gpu) {
+    cudaError_t e = cudaMemcpy(to, from, (size_t)n * g->elem, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) return fkm_cuda_fail_at(e, "cudaMemcpy(generated data to host)", __FILE__, __LINE__);
+  } else {
+    memcpy(to, from, (size_t)n * g->elem);
+  }
+  if (g->widen_bf16)
+    for (int64_t i = 0; i < n; i++) ((float *)dst)[i] = fkm_load_as_f32(g->tmp, FKM_BF16, i);
+  return FKM_OK;
+}
 
 static int cmd_gen(int argc, char **argv) {
   if (wants_help(argc, argv)) {
@@ -505,40 +551,27 @@ static int cmd_gen(int argc, char **argv) {
   const fkm_shape shape = {B, N, K, D, dtype};
   fkm_device dev;
   fkm_device_query(&dev);
+  /* With a GPU the data are generated there and written out a slice at a time (never
+   * whole in host memory: a file larger than half of it can be made); else on the host. */
   fkm_dataset h, d;
-  fkm_status st;
-  if (dev.present) { /* the GPU generators are the same formula, much faster */
-    st = fkm_data_make_device(&shape, &spec, seed, &d);
-    if (st == FKM_OK) {
-      st = fkm_data_copy_to_host(&d, &h);
-      fkm_data_free(&d);
-    }
-  } else {
-    st = fkm_data_make_host(&shape, &spec, seed, &h);
-  }
+  memset(&h, 0, sizeof h);
+  memset(&d, 0, sizeof d);
+  const int on_gpu = dev.present;
+  fkm_status st = on_gpu ? fkm_data_make_device(&shape, &spec, seed, &d) : fkm_data_make_host(&shape, &spec, seed, &h);
   if (st != FKM_OK) {
     fprintf(stderr, "flashkm gen: %s\n", fkm_last_error());
     return FKM_EXIT_FAILED;
   }
+  const fkm_dataset *src = on_gpu ? &d : &h;
   int rc = 0;
-  const int64_t n_x = B * N * D;
   const int64_t shape_x[3] = {B, N, D}, shape_l[2] = {B, N}, shape_c[3] = {B, K, D};
   const int nd = B > 1 ? 3 : 2, off = B > 1 ? 0 : 1;
-  float *widened = NULL;
-  const void *px = h.x;
   fkm_npy_type tx = dtype == FKM_F16 ? FKM_NPY_F16 : FKM_NPY_F32;
-  if (dtype == FKM_BF16) { /* .npy has no bf16: widen exactly to float32 */
-    widened = malloc(sizeof(float) * (size_t)n_x);
-    if (!widened) {
-      fprintf(stderr, "flashkm gen: out of host memory\n");
-      fkm_data_free(&h);
-      return FKM_EXIT_FAILED;
-    }
-    for (int64_t i = 0; i < n_x; i++) widened[i] = fkm_load_as_f32(h.x, FKM_BF16, i);
-    px = widened;
-  }
-  if (fkm_npy_write(out, tx, nd, shape_x + off, px) != FKM_OK) rc = FKM_EXIT_FAILED;
-  if (!rc && labels_path && fkm_npy_write(labels_path, FKM_NPY_I32, nd - 1, shape_l + off, h.labels) != FKM_OK)
+  gen_source xs = {src->x, fkm_dtype_size(dtype), on_gpu, dtype == FKM_BF16, NULL};
+  if (fkm_npy_write_from(out, tx, nd, shape_x + off, gen_fill, &xs) != FKM_OK) rc = FKM_EXIT_FAILED;
+  free(xs.tmp);
+  gen_source ls = {src->labels, sizeof(int32_t), on_gpu, 0, NULL};
+  if (!rc && labels_path && fkm_npy_write_from(labels_path, FKM_NPY_I32, nd - 1, shape_l + off, gen_fill, &ls) != FKM_OK)
     rc = FKM_EXIT_FAILED;
   if (!rc && centres_path) {
     if (spec.kind != FKM_DATA_BLOBS && spec.kind != FKM_DATA_SKEWED) {
@@ -559,8 +592,7 @@ static int cmd_gen(int argc, char **argv) {
     }
   }
   if (rc == FKM_EXIT_FAILED && fkm_last_error()[0]) fprintf(stderr, "flashkm gen: %s\n", fkm_last_error());
-  free(widened);
-  fkm_data_free(&h);
+  fkm_data_free(on_gpu ? &d : &h);
   return rc;
 }
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
@@ -426,7 +427,8 @@ fkm_status fkm_npy_load(const char *path, int64_t count, fkm_dtype dtype, void *
   return st;
 }
 
-fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const int64_t *shape, const void *data) {
+fkm_status fkm_npy_write_from(const char *path, fkm_npy_type type, int ndim, const int64_t *shape, fkm_npy_fill_fn fill,
+                              void *ctx) {
   if (!path || !path[0]) return fkm_fail(FKM_ERR_INPUT, "no .npy path given");
   if (type != FKM_NPY_F32 && type != FKM_NPY_F16 && type != FKM_NPY_I32)
     return fkm_fail(FKM_ERR_INPUT, "%s: unknown .npy element type %d", path, (int)type);
@@ -438,7 +440,7 @@ fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const in
     if (__builtin_mul_overflow(count, shape[i], &count))
       return fkm_fail(FKM_ERR_INPUT, "%s: element count overflows", path);
   }
-  if (count > 0 && !data) return fkm_fail(FKM_ERR_INPUT, "%s: no data to write", path);
+  if (count > 0 && !fill) return fkm_fail(FKM_ERR_INPUT, "%s: no data to write", path);
   size_t elem = npy_type_size(type);
 
   /* Version 1.0 header, padded with spaces so that the data start at a
@@ -469,18 +471,27 @@ fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const in
   int ok = fwrite(header, 1, total, f) == total;
   free(header);
 
-  /* Encode little-endian explicitly, a slice at a time. */
-  unsigned char *buf = ok && count > 0 ? malloc((size_t)(count < NPY_CHUNK_ELEMENTS ? count : NPY_CHUNK_ELEMENTS) * elem) : NULL;
-  if (ok && count > 0 && !buf) {
+  /* A slice at a time: the filler's native-order elements, encoded little-endian. */
+  const size_t slice = (size_t)(count < NPY_CHUNK_ELEMENTS ? count : NPY_CHUNK_ELEMENTS);
+  unsigned char *buf = ok && count > 0 ? malloc(slice * elem) : NULL;
+  unsigned char *src = ok && count > 0 ? malloc(slice * elem) : NULL;
+  if (ok && count > 0 && (!buf || !src)) {
+    free(buf);
+    free(src);
     fclose(f);
     remove(path);
     return fkm_fail(FKM_ERR_OOM, "%s: cannot allocate a write buffer", path);
   }
-  const unsigned char *src = data;
+  fkm_status fill_st = FKM_OK;
   for (int64_t done = 0; ok && done < count;) {
     int64_t n = count - done < NPY_CHUNK_ELEMENTS ? count - done : NPY_CHUNK_ELEMENTS;
+    fill_st = fill(ctx, done, n, src);
+    if (fill_st != FKM_OK) {
+      ok = 0;
+      break;
+    }
     for (int64_t j = 0; j < n; j++) {
-      const unsigned char *e = src + (size_t)(done + j) * elem;
+      const unsigned char *e = src + (size_t)j * elem;
       if (elem == 2) {
         uint16_t v;
         memcpy(&v, e, 2);
@@ -496,14 +507,89 @@ fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const in
     done += n;
   }
   free(buf);
+  free(src);
   int write_errno = errno;
   if (fclose(f) != 0 && ok) {
     ok = 0;
     write_errno = errno;
+  }
+  if (fill_st != FKM_OK) { /* the filler said why */
+    remove(path);
+    return fill_st;
   }
   if (!ok) {
     remove(path);
     return fkm_fail(FKM_ERR_IO, "%s: write failed: %s", path, strerror(write_errno));
   }
   return FKM_OK;
+}
+
+static fkm_status fill_from_memory(void *ctx, int64_t first, int64_t n, void *dst) {
+  const fkm_npy_memory *m = ctx;
+  memcpy(dst, (const unsigned char *)m->data + (size_t)first * m->elem, (size_t)n * m->elem);
+  return FKM_OK;
+}
+
+fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const int64_t *shape, const void *data) {
+  fkm_npy_memory m = {data, (type == FKM_NPY_F16) ? 2u : 4u};
+  return fkm_npy_write_from(path, type, ndim, shape, data ? fill_from_memory : NULL, &m);
+}
+
+fkm_status fkm_npy_map(const char *path, int64_t count, fkm_dtype dtype, fkm_npy_mapping *m) {
+  memset(m, 0, sizeof *m);
+  FILE *f = NULL;
+  FKM_TRY(open_for_reading(path, &f));
+  fkm_npy_header h;
+  fkm_status st = read_header_from(f, path, &h);
+  if (st != FKM_OK) {
+    fclose(f);
+    return st;
+  }
+  const int same = (h.type == FKM_NPY_F16 && dtype == FKM_F16) || (h.type == FKM_NPY_F32 && dtype == FKM_F32);
+  int64_t available = 1;
+  for (int i = 0; i < h.ndim; i++) available *= h.shape[i];
+  if (!same) {
+    fclose(f);
+    return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s: its elements need a conversion to %s", path, fkm_dtype_name(dtype));
+  }
+  if (count < 0 || count > available) {
+    fclose(f);
+    return fkm_fail(FKM_ERR_INPUT, "%s: holds %lld elements but %lld are needed", path, (long long)available,
+                    (long long)count);
+  }
+  const size_t elem = npy_type_size(h.type);
+  const size_t bytes = (size_t)h.data_offset + (size_t)count * elem;
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || (size_t)sb.st_size < bytes) {
+    fclose(f);
+    return fkm_fail(FKM_ERR_INPUT, "%s: holds %lld bytes, %zu expected from its header", path,
+                    (long long)sb.st_size, bytes);
+  }
+  void *base = bytes > 0 ? mmap(NULL, bytes, PROT_READ, MAP_SHARED, fileno(f), 0) : NULL;
+  const int map_errno = errno;
+  fclose(f); /* the mapping stays */
+  if (bytes > 0 && base == MAP_FAILED)
+    return fkm_fail(FKM_ERR_IO, "%s: cannot map %zu bytes: %s", path, bytes, strerror(map_errno));
+  if (base) (void)posix_madvise(base, bytes, POSIX_MADV_SEQUENTIAL);
+  m->base = base;
+  m->length = bytes;
+  m->data = (const unsigned char *)base + h.data_offset;
+  /* the checks of a load (finite values), a slice at a time through a scratch buffer */
+  unsigned char *scratch = count > 0 ? malloc((size_t)NPY_CHUNK_ELEMENTS * fkm_dtype_size(dtype)) : NULL;
+  if (count > 0 && !scratch) {
+    fkm_npy_unmap(m);
+    return fkm_fail(FKM_ERR_OOM, "%s: cannot allocate a check buffer", path);
+  }
+  for (int64_t done = 0; done < count && st == FKM_OK; done += NPY_CHUNK_ELEMENTS) {
+    const int64_t n = count - done < NPY_CHUNK_ELEMENTS ? count - done : NPY_CHUNK_ELEMENTS;
+    st = convert_slice(path, &h, (const unsigned char *)m->data + (size_t)done * elem, done, n, dtype, scratch);
+  }
+  free(scratch);
+  if (st != FKM_OK) fkm_npy_unmap(m);
+  return st;
+}
+
+void fkm_npy_unmap(fkm_npy_mapping *m) {
+  if (m->base) munmap(m->base, m->length);
+  memset(m, 0, sizeof *m);
 }

@@ -29,6 +29,31 @@ fkm_status fkm_npy_read_header(const char *path, fkm_npy_header *h);
  * Fails if the file holds fewer than count elements. Only float files. */
 fkm_status fkm_npy_load(const char *path, int64_t count, fkm_dtype dtype, void *dst);
 
+/* The same checks as fkm_npy_load, without a copy: maps the file read-only and points
+ * m->data at its first `count` elements, when they are already of `dtype`. Returns
+ * FKM_ERR_NOT_SUPPORTED when they need a conversion (then load them instead). Why: a
+ * file larger than half the host memory can still be fitted, streamed from the mapping. */
+typedef struct {
+  void *base;
+  size_t length;
+  const void *data;
+} fkm_npy_mapping;
+fkm_status fkm_npy_map(const char *path, int64_t count, fkm_dtype dtype, fkm_npy_mapping *m);
+void fkm_npy_unmap(fkm_npy_mapping *m);
+
+/* fkm_npy_write_from's source: fills dst with elements [first, first + n) in the
+ * file's element type, native byte order. */
+typedef fkm_status (*fkm_npy_fill_fn)(void *ctx, int64_t first, int64_t n, void *dst);
+typedef struct {
+  const void *data;
+  size_t elem;
+} fkm_npy_memory; /* the source of fkm_npy_write: an array in host memory */
+
+/* Writes an array of `ndim` dims (1..3) of type `type`, asking `fill` for it a slice at
+ * a time (the data never need to be in host memory at once). */
+fkm_status fkm_npy_write_from(const char *path, fkm_npy_type type, int ndim, const int64_t *shape, fkm_npy_fill_fn fill,
+                              void *ctx);
+
 /* Writes an array of `ndim` dims (1..3) of type `type` from `data`. */
 fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const int64_t *shape, const void *data);
 

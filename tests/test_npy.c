@@ -6,7 +6,10 @@
 
 #include "check.h"
 #include "dtype.h"
+#include "error.h"
 #include "npy.h"
+
+#include <math.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -331,6 +334,60 @@ static void test_write_argument_errors(void) {
   CHECK_EQ_INT(fkm_npy_write("/nonexistent-dir/x.npy", FKM_NPY_F32, 2, shape, four_floats), FKM_ERR_IO);
 }
 
+/* fkm_npy_map: the same data and the same checks as a load, without a copy. */
+static void test_map(void) {
+  const char *path = temp_file("map_f16.npy");
+  uint16_t halves[2 * 5 * 8];
+  for (int i = 0; i < 80; i++) halves[i] = (uint16_t)(0x3C00 + i); /* 1.0 and up: finite */
+  int64_t shape[3] = {2, 5, 8};
+  CHECK_EQ_INT(fkm_npy_write(path, FKM_NPY_F16, 3, shape, halves), FKM_OK);
+  fkm_npy_mapping m;
+  CHECK_EQ_INT(fkm_npy_map(path, 80, FKM_F16, &m), FKM_OK);
+  CHECK(m.data && memcmp(m.data, halves, sizeof halves) == 0);
+  CHECK_EQ_INT((int)((uintptr_t)m.data % 64), 0);
+  fkm_npy_unmap(&m);
+  CHECK(m.base == NULL && m.data == NULL);
+  fkm_npy_unmap(&m); /* twice: harmless */
+  /* a conversion is needed: not mapped, the caller loads */
+  CHECK_EQ_INT(fkm_npy_map(path, 80, FKM_F32, &m), FKM_ERR_NOT_SUPPORTED);
+  CHECK_EQ_INT(fkm_npy_map(path, 80, FKM_BF16, &m), FKM_ERR_NOT_SUPPORTED);
+  CHECK_EQ_INT(fkm_npy_map(path, 81, FKM_F16, &m), FKM_ERR_INPUT);
+  CHECK_MSG(message_contains("holds 80 elements but 81 are needed"), "%s", fkm_last_error());
+  /* non-finite values are found as a load finds them */
+  float with_inf[4 * 4];
+  for (int i = 0; i < 16; i++) with_inf[i] = (float)i;
+  with_inf[13] = INFINITY;
+  int64_t s2[2] = {4, 4};
+  const char *bad = temp_file("map_inf.npy");
+  CHECK_EQ_INT(fkm_npy_write(bad, FKM_NPY_F32, 2, s2, with_inf), FKM_OK);
+  CHECK_EQ_INT(fkm_npy_map(bad, 16, FKM_F32, &m), FKM_ERR_INPUT);
+  CHECK(m.base == NULL);
+  CHECK_EQ_INT(fkm_npy_load(bad, 16, FKM_F32, with_inf), FKM_ERR_INPUT);
+  /* a file cut short of what its header says */
+  const char *cut = write_raw_npy("map_cut.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }",
+                                  four_floats, sizeof four_floats);
+  CHECK(fkm_npy_map(cut, 16, FKM_F32, &m) != FKM_OK);
+  CHECK(m.base == NULL);
+}
+
+/* fkm_npy_write_from: a filler's error is the write's, and the half-written file goes. */
+static int fills;
+static fkm_status failing_fill(void *ctx, int64_t first, int64_t n, void *dst) {
+  (void)ctx;
+  (void)first;
+  memset(dst, 0, (size_t)n * 4);
+  return ++fills == 2 ? fkm_fail(FKM_ERR_CUDA, "planted filler failure") : FKM_OK;
+}
+
+static void test_write_from(void) {
+  const char *path = temp_file("from.npy");
+  int64_t shape[1] = {3 << 20}; /* three slices */
+  fills = 0;
+  CHECK_EQ_INT(fkm_npy_write_from(path, FKM_NPY_F32, 1, shape, failing_fill, NULL), FKM_ERR_CUDA);
+  CHECK_MSG(message_contains("planted filler failure"), "%s", fkm_last_error());
+  CHECK(access(path, F_OK) != 0);
+}
+
 int main(void) {
   snprintf(temp_dir, sizeof temp_dir, "/tmp/fkm_test_npy_XXXXXX");
   if (!mkdtemp(temp_dir)) {
@@ -345,6 +402,8 @@ int main(void) {
   test_bad_files();
   test_accepted_header_forms();
   test_write_argument_errors();
+  test_map();
+  test_write_from();
   for (int i = 0; i < n_created; i++) unlink(created[i]);
   rmdir(temp_dir);
   return check_exit("test_npy");
