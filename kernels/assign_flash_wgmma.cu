@@ -1050,7 +1050,7 @@ static fkm_status fw_setup_path(const fkm_problem *p, void **state, bool v1) {
   *state = nullptr;
   const fkm_shape *s = &p->s;
   fkm_device d;
-  FKM_TRY(query_device(&d, "assign/flash_wgmma"));
+  FKM_TRY(query_device(&d));
   const int sms = d.sm_count, optin = (int)d.smem_per_block_optin;
   char why[256] = "";
   if (fw_supports(s, &d, why, sizeof why) != FKM_OK)

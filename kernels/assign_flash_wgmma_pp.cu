@@ -784,7 +784,7 @@ static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
   *state = nullptr;
   const fkm_shape *s = &p->s;
   fkm_device d;
-  FKM_TRY(query_device(&d, g.name));
+  FKM_TRY(query_device(&d));
   const int sms = d.sm_count, optin = (int)d.smem_per_block_optin;
   char why[256] = "";
   if (supports_g(g, s, &d, why, sizeof why) != FKM_OK) return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s: %s", g.name, why);
