@@ -5,7 +5,10 @@
 # bytes copied, the measured H2D bandwidth, copy and compute alone, the measured
 # iteration time and the overlap efficiency max(copy, compute) / measured.
 # usage: scripts/stream_sweep.sh FLASHKM_BINARY OUTDIR [LOG2N ...]   (default: 20 22 24 26 27)
-# Each size needs its data on disk once ($TMPDIR, 2^a * 256 bytes) and in host memory.
+# Each size needs its data once in $TMPDIR (2^a * 256 bytes), which `fit --input` maps.
+# 2^28 (64 GiB) on a machine with less disk: TMPDIR=/dev/shm, mounted large enough
+# (mount -o remount,size=100G /dev/shm); its "in memory" fit streams too (the data
+# exceed the GPU's memory).
 set -uo pipefail
 bin=${1:?usage: stream_sweep.sh FLASHKM_BINARY OUTDIR [LOG2N ...]}
 out=${2:?usage: stream_sweep.sh FLASHKM_BINARY OUTDIR [LOG2N ...]}
