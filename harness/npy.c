@@ -311,6 +311,17 @@ static fkm_status open_for_reading(const char *path, FILE **out) {
   return FKM_OK;
 }
 
+/* Opens path and reads its header; the file is left open at the data on success only. */
+static fkm_status open_with_header(const char *path, FILE **f, fkm_npy_header *h) {
+  FKM_TRY(open_for_reading(path, f));
+  fkm_status st = read_header_from(*f, path, h);
+  if (st != FKM_OK) {
+    fclose(*f);
+    *f = NULL;
+  }
+  return st;
+}
+
 fkm_status fkm_npy_read_header(const char *path, fkm_npy_header *h) {
   FILE *f = NULL;
   FKM_TRY(open_for_reading(path, &f));
@@ -382,13 +393,9 @@ fkm_status fkm_npy_load(const char *path, int64_t count, fkm_dtype dtype, void *
   if (count > 0 && !dst) return fkm_fail(FKM_ERR_INPUT, "%s: no destination buffer", path);
 
   FILE *f = NULL;
-  FKM_TRY(open_for_reading(path, &f));
   fkm_npy_header h;
-  fkm_status st = read_header_from(f, path, &h);
-  if (st != FKM_OK) {
-    fclose(f);
-    return st;
-  }
+  FKM_TRY(open_with_header(path, &f, &h));
+  fkm_status st = FKM_OK;
   if (h.type == FKM_NPY_I32) {
     fclose(f);
     return fkm_fail(FKM_ERR_INPUT, "%s: holds int32 data ('<i4'); points must be float32 or float16", path);
@@ -539,13 +546,9 @@ fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const in
 fkm_status fkm_npy_map(const char *path, int64_t count, fkm_dtype dtype, fkm_npy_mapping *m) {
   memset(m, 0, sizeof *m);
   FILE *f = NULL;
-  FKM_TRY(open_for_reading(path, &f));
   fkm_npy_header h;
-  fkm_status st = read_header_from(f, path, &h);
-  if (st != FKM_OK) {
-    fclose(f);
-    return st;
-  }
+  FKM_TRY(open_with_header(path, &f, &h));
+  fkm_status st = FKM_OK;
   const int same = (h.type == FKM_NPY_F16 && dtype == FKM_F16) || (h.type == FKM_NPY_F32 && dtype == FKM_F32);
   int64_t available = 1;
   for (int i = 0; i < h.ndim; i++) available *= h.shape[i];
