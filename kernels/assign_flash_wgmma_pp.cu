@@ -22,11 +22,12 @@
  *   warpgroups 1..NWG, consumers w = 0..NWG-1 (setmaxnreg 240 / 160): rows [64w, 64w + 64)
  *   of the item; per centroid tile: KS = ceil(D/16) wgmmas, then the fold.
  * Schedule per consumer warpgroup and tile (named barrier 1 + w is warpgroup w's turn):
- *   bar.sync(my turn) -> wait X (first tile of an item) and the C stage -> issue the
- *   tile's wgmmas, commit -> bar.arrive(the next warpgroup's turn) -> ||x||^2 (first tile)
- *   and the first half of the tile's ||c||^2 -> wait_group 0 -> release the C stage (and
- *   the X slot after the item's last tile) -> fold -> write the item's rows after its last
- *   tile. The tensor cores run the warpgroups' groups in issue order, so (pp) while
+ *   bar.sync(my turn) -> wait X (first tile of an item) and the C stage -> (pp, first
+ *   tile: A into registers, release the X slot) -> issue the tile's wgmmas, commit ->
+ *   bar.arrive(the next warpgroup's turn) -> ||x||^2 (first tile) and, without the norm
+ *   step, the first half of the tile's ||c||^2 -> wait_group 0 -> release the C stage
+ *   (pp3: and the X slot after the item's last tile) -> fold -> write the item's rows
+ *   after its last tile. The tensor cores run the warpgroups' groups in issue order, so (pp) while
  *   warpgroup 0 folds tile t, warpgroup 1's tile t is on the tensor cores, then warpgroup
  *   0's t + 1: busy as long as a fold (64 x 256 scores, ~4 instructions each) is shorter
  *   than the other's MMAs (8 x 128 cycles at D = 128). It is not, quite: the tensor pipe
