@@ -4,7 +4,8 @@
  * batches, fp32 and random init. Each must give the same iterations (±1), the
  * same inertia (1e-5 relative), the same labels on all but 0.01% of points,
  * centroids within 1e-3, labels that are the nearest returned centroid, and
- * filled streaming statistics with an overlap efficiency in (0, 1.15]. The
+ * filled streaming statistics with an overlap efficiency in (0, 1.05] (or above by at
+ * most 25 µs of jitter). The
  * streamed fit is also bitwise reproducible. Skips (77) without a GPU. */
 #include "data.h"
 #include "dtype.h"
@@ -19,6 +20,8 @@ typedef struct {
   fkm_fit_result r;
   fkm_status st;
 } fit_out;
+
+static const double kJitterSeconds = 25e-6; /* launch + event timer jitter of one iteration */
 
 static void fit(const fkm_fit_options *o, const void *x, fit_out *f) {
   f->labels = malloc(sizeof(int32_t) * (size_t)(o->B * o->N));
@@ -117,17 +120,20 @@ static void compare(const char *what, const fkm_fit_options *o, const void *x, c
   for (int i = 0; i < r->history_len; i++) {
     bad_bytes += r->stream_h2d_bytes[i] != pass_bytes;
     bad_time += !(r->stream_copy_seconds[i] > 0 && r->stream_compute_seconds[i] > 0 && r->stream_iter_seconds[i] > 0);
-    /* > 1: an iteration ran faster than its calibration; on these millisecond shapes the
-     * card's clock moves by 5-15 % between the two (H100: 1.06-1.08 seen), not more */
-    bad_eff += !(r->stream_efficiency[i] > 0 && r->stream_efficiency[i] <= 1.15);
+    /* Above 1 an iteration ran faster than its calibration: at most 5 %, or by no more
+     * than the launch and timer jitter of a sub-millisecond iteration (H100: 0.25 ms
+     * iterations read 1.06-1.08 once, 16-20 µs). */
+    const double alone = fmax(r->stream_copy_seconds[i], r->stream_compute_seconds[i]);
+    bad_eff += !(r->stream_efficiency[i] > 0 &&
+                 (r->stream_efficiency[i] <= 1.05 || alone - r->stream_iter_seconds[i] <= kJitterSeconds));
     eff_min = fmin(eff_min, r->stream_efficiency[i]);
     eff_max = fmax(eff_max, r->stream_efficiency[i]);
   }
   CHECK_MSG(bad_bytes == 0, "%s: %d iterations report H2D bytes other than %lld", what, bad_bytes,
             (long long)pass_bytes);
   CHECK_MSG(bad_time == 0, "%s: %d iterations with a non-positive time", what, bad_time);
-  CHECK_MSG(bad_eff == 0, "%s: %d iterations with efficiency outside (0, 1.15] (min %.3f, max %.3f)", what, bad_eff,
-            eff_min, eff_max);
+  CHECK_MSG(bad_eff == 0, "%s: %d iterations with efficiency outside (0, 1.05] beyond 25 µs (min %.3f, max %.3f)",
+            what, bad_eff, eff_min, eff_max);
   CHECK(r->stream_calibration_seconds > 0);
   printf("%s: %d iterations (in memory %d), inertia %.9g (in memory %.9g), %lld labels differ; %d chunks of %lld, "
          "%d slots%s; copy %.3f ms, compute %.3f ms, iteration %.3f ms, efficiency %.2f-%.2f\n",
