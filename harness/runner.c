@@ -226,6 +226,14 @@ typedef struct {
   int fit_iter_min, fit_iter_max; /* op fit: iteration counts over the timed samples */
 } case_result;
 
+/* The SM clock into *mhz; on failure a note on stderr and 0 (the row goes without it). */
+static int probe_clock(const fkm_case *c, cudaStream_t s, double *mhz) {
+  if (fkm_sm_clock_mhz(s, mhz) == FKM_OK) return 1;
+  fprintf(stderr, "flashkm: %s: SM clock not measured: %s\n", c->v->name, fkm_last_error());
+  fkm_clear_error();
+  return 0;
+}
+
 static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_problem *p, void *state, case_result *res) {
   const fkm_measure_cfg *m = &ctx->cfg->exps[c->exp_index].measure;
   const int gpu = !fkm_variant_is_cpu(c->v);
@@ -234,9 +242,9 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
   /* The SM clock just before the samples and just after them, outside the
    * timed events: a variant timed while the card throttles (after a heavy
    * one) reads slower with no change of its own; these say so in the row.
-   * A probe that fails is the case's error: the context is in trouble. */
+   * A probe that fails costs the row only that field, never its samples. */
   double mhz_before = 0, mhz_after = 0;
-  if (gpu) FKM_TRY(fkm_sm_clock_mhz(ctx->stream, &mhz_before));
+  int have_clock = gpu && probe_clock(c, ctx->stream, &mhz_before);
   double *samples = malloc(sizeof(double) * (size_t)m->max_samples);
   if (!samples) return fkm_fail(FKM_ERR_OOM, "out of host memory");
   const double t0 = fkm_now_s();
@@ -280,12 +288,12 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
       if (st.rel_stdev <= m->noise_target || fkm_now_s() - t0 >= m->budget_s) break;
     }
   }
-  if (err == FKM_OK && gpu) err = fkm_sm_clock_mhz(ctx->stream, &mhz_after);
+  if (err == FKM_OK && have_clock) have_clock = probe_clock(c, ctx->stream, &mhz_after);
   if (err == FKM_OK) {
     fkm_stats_compute(samples, n, &st);
     res->timing = fkm_timing_json(&st, n, m->warmup, gpu && m->flush_l2 && ctx->flush_buf,
                                   gpu ? "cuda_event" : "host_monotonic", st.rel_stdev <= m->noise_target);
-    if (gpu) { /* 0.1 MHz: the probe is good to ~0.2 %, more digits would be noise */
+    if (have_clock) { /* 0.1 MHz: the probe is good to ~0.2 %, more digits would be noise */
       cJSON *clk = cJSON_AddObjectToObject(res->timing, "sm_clock_measured_mhz");
       cJSON_AddNumberToObject(clk, "before", round(mhz_before * 10) / 10);
       cJSON_AddNumberToObject(clk, "after", round(mhz_after * 10) / 10);
