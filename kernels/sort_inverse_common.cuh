@@ -13,7 +13,7 @@
  * fast, <= 8193 det; see "counting sort" below for the details):
  *   si_cs_count     per-chunk bin counts -> table; resets bad, scan state
  *   si_cs_scan      exclusive scan of the table in bin-major order
- *   si_cs_scatter   counts, sseg (position order), sidx (scattered)
+ *   si_cs_scatter   counts, segment starts, team segments, sidx
  *   sort_inverse_reduce     segment-level reduction over the sorted order
  *   sort_inverse_finish     combines runs that cross block boundaries, in a
  *                           fixed order, and copies c_old into empty clusters
@@ -24,7 +24,9 @@
  *                           segment span fits, else warp-aggregated global
  *                           atomics); records the first bad label; writes
  *                           the radix keys/values
- *   CUB stable radix sort on ceil(log2 S) bits, then reduce + finish.
+ *   CUB stable radix sort on ceil(log2 S) bits, si_radix_starts (segment
+ *                           starts, team segments from the sorted keys),
+ *                           then reduce + finish.
  *
  * Bad labels. A label outside [0, K) never touches memory it should not and
  * counts nowhere: the counting sort puts it in its problem's extra bin K
@@ -38,16 +40,19 @@
  * scatter alone 48 us at 24 % occupancy); v1 det used the radix path always
  * (sort ~60 us). v2: the counting path above for both (3 launches instead of
  * 5-7, no global atomics for placement, one scattered 4-byte store per point,
- * sseg in position order, labels read twice).
+ * sseg in position order, labels read twice). v3: no per-position segment
+ * array (the reduce walks the segment starts from each team's first
+ * segment), 1024-thread atomic scatter blocks.
  *
- * The reduce. The sorted order [0, M_eff) is cut into nb equal block slices of
+ * The reduce. The sorted order [0, M) is cut into nb equal block slices of
  * L rows (independent of cluster sizes); each block's slice is cut into
  * `teams` equal team ranges. A team is T = 2^log2T lanes of one warp; lane l
  * owns EPL elements of a D-tile of T*EPL elements (gridDim.y tiles cover D).
  * A team walks its range RU rows at a time: it loads the RU row indices of
  * the step, issues RU independent 16-byte (or EPL scalar) gathers of the rows,
- * loads the RU segments of the step (their latency overlaps the gathers), then
- * adds the rows into EPL fp32 registers in sorted order, flushing the running
+ * finds the RU rows' segments by walking the segment starts from the team's
+ * first segment (team_seg; a load only where a segment ends, and its latency
+ * overlaps the gathers), then adds the rows into EPL fp32 registers in sorted order, flushing the running
  * sum when the segment changes (no warp-level sync: teams of a warp are
  * independent). A run that
  * lies wholly inside a team range is written as its mean at once. A run that
@@ -90,14 +95,14 @@ constexpr int SI_RT = 320;        /* reduce block size (10 warps) */
 constexpr int SI_RW = SI_RT / 32; /* warps per reduce block */
 constexpr int SI_RU = 8;          /* rows per team step (loads in flight per lane) */
 constexpr int SI_RMINB = 2;       /* reduce blocks per SM the register budget targets */
-/* Registers: the 16-bit vector reduce needs 84-92 (8 rows x 16 B of gathers +
- * 8 fp32 sums per lane), so 2 blocks x 10 warps per SM; 20 warps keep up to
- * 80 KB of gathers in flight per SM, above the ~25-50 KB HBM3 needs.
- * SI_PREFETCH 1 prefetches the next step's row indices during the current one
- * (~8 more registers); 0 (default) loads them at the step start and relies on
- * the other warps to hide that short L2 latency. */
+/* Registers: the 16-bit vector reduce needs 80-96 (8 rows x 16 B of gathers +
+ * 8 fp32 sums per lane, the next step's row indices), so 2 blocks x 10 warps
+ * per SM; 20 warps keep up to 80 KB of gathers in flight per SM, above the
+ * ~25-50 KB HBM3 needs. SI_PREFETCH 1 (default) loads the next step's row
+ * indices during the current one (1 x 8M x 8192 reduce 786 -> 771 us, H100);
+ * 0 loads them at the step start, leaving their L2 latency to other warps. */
 #ifndef SI_PREFETCH
-#define SI_PREFETCH 0
+#define SI_PREFETCH 1
 #endif
 /* SI_FORCE_RADIX 1 sends every shape down the radix path (to test it on the
  * small shapes of the GPU tests; no other use). */
@@ -112,6 +117,21 @@ constexpr int SI_FD = 128;        /* finish: elements of D per pass (4 per lane)
 constexpr int SI_PAD = 64;        /* slack entries after every sorted array */
 
 constexpr unsigned SI_FULL = 0xffffffffu;
+
+/* ------------------------------------------- programmatic dependent launch */
+/* The kernels after the first of a run are launched with programmatic stream
+ * serialization (sm_90+) and wait for the previous one's completion (and its
+ * memory) before touching any global data: the launch of each overlaps the
+ * end of the one before (1M x 1024: 0.140 -> 0.135 ms, H100). None triggers
+ * its dependents early: with griddepcontrol.launch_dependents at block start
+ * the next grid's blocks took SM resources during the scatter's second wave
+ * (sort_inverse_det 1 x 8M x 8192: +20 us). Without the launch attribute
+ * (sm_80) the wait is a no-op. */
+__device__ __forceinline__ void si_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 
 /* ------------------------------------------------------------- dtype helpers */
 template <int DT> struct si_dt;
@@ -141,6 +161,21 @@ __global__ void sort_inverse_init(int *__restrict__ counts, int S, int *__restri
     *bad = INT_MAX;
     if (off0) *off0 = 0;
   }
+}
+
+/* Radix path: seg_start[s] = the first sorted position whose key (segment)
+ * is >= s, for s in [0, S) (empty segments start where the next one does),
+ * and team_seg[i] = the key at position i * team_len. Thread q writes the
+ * starts of the segments in (key[q - 1], key[q]] (q = M: the rest up to S -
+ * 1), so each start is written once. */
+__global__ void si_radix_starts(const unsigned *__restrict__ keys, int M, int S, int team_len,
+                                int *__restrict__ seg_start, int *__restrict__ team_seg) {
+  const long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (q > M) return;
+  const int lo = q == 0 ? -1 : (int)keys[q - 1];
+  const int hi = q == M ? S - 1 : (int)keys[q];
+  for (int s = lo + 1; s <= hi; s++) seg_start[s] = (int)q;
+  if (q < M && q % team_len == 0) team_seg[q / team_len] = hi;
 }
 
 /* ------------------------------------------------- radix path: histogram */
@@ -292,11 +327,11 @@ __global__ void __launch_bounds__(SI_HT) sort_inverse_histogram(const SiHistPara
  *                  their index from an atomic ticket, so a tile only waits on
  *                  tiles that have started; the first tile of a problem
  *                  starts from b*N and waits on nothing.
- *   si_cs_scatter  one block per chunk: (1) counts[b*K + k] for a slice of the
- *                  problem's clusters (differences of segment starts); (2)
- *                  sseg over the chunk's slice of positions [r0, r0 + n)
- *                  (segment of each position found by walking the segment
- *                  starts: coalesced writes); (3) sidx[pos] = row (-1 for a
+ *   si_cs_scatter  one block per chunk: (1) counts[b*K + k] and seg_start[b*K + k]
+ *                  for a slice of the problem's clusters; (2) team_seg[i]
+ *                  for the reduce teams whose first position i * team_len
+ *                  falls in the chunk's slice [r0, r0 + n) of the sorted
+ *                  order (binary search of the segment starts); (3) sidx[pos] = row (-1 for a
  *                  bad label), pos = tab[j][bin] + rank of the row among the
  *                  chunk's rows of that bin. Also atomicMin's bad rows into
  *                  `bad`. The rank is
@@ -328,13 +363,17 @@ __global__ void __launch_bounds__(SI_HT) sort_inverse_histogram(const SiHistPara
  *                      come out in increasing row order: the same order as a
  *                      stable radix sort.
  * Bad labels land in bin K, i.e. at the end of their problem, with sidx -1 and
- * sseg = b*K + K - 1 (they extend the problem's last run; the reduce skips
+ * segment b*K + K - 1 (they extend the problem's last run; the reduce skips
  * rows < 0 and the means divide by counts, which exclude them). */
-constexpr int SI_CT = 512;              /* count / atomic scatter block size */
+constexpr int SI_CT = 512;              /* count / atomic scatter block size; stable scatter: at most */
+constexpr int SI_CT_WIDE = 1024;        /* count / atomic scatter block size for chunks of >= SI_CS_WIDE_C rows */
+constexpr int SI_CS_WIDE_C = 16384;     /* (one such chunk's staged scatter fills an SM's shared memory: its
+                                           phases are latency-bound, more warps hide more; smaller chunks
+                                           lose with 1024, 1 x 1M x 128 x 64 by 11 % on H200) */
 constexpr int SI_CU = 8;                /* labels in flight per thread (count, atomic scatter) */
 constexpr int SI_SU = 8;                /* 32-row steps in flight per warp (stable scatter) */
 constexpr int SI_ST = 512;              /* scan block size */
-constexpr int SI_STILE = 4096;          /* scan tile: target entries */
+constexpr int SI_STILE = 4096;          /* scan tile: target entries (8192: no faster at 8M x 8192, H100) */
 constexpr int SI_STILE_MAX = 8192;      /* scan tile: at most (one bin of P <= 8192 chunks) */
 constexpr int SI_CS_MAX_C = 65535;      /* rows per chunk: ranks and counters are 16-bit */
 constexpr int SI_CS_MAX_P = SI_STILE_MAX;
@@ -356,7 +395,9 @@ struct SiCsParams {
   int dual;           /* atomic scatter: segment starts in their own shared copy */
   int staged;         /* atomic scatter: ranks into shared memory, then writes runs (see si_cs_scatter) */
   int *sidx;          /* [M] sorted rows (-1: bad label) */
-  int *sseg;          /* [M] sorted segments */
+  int *seg_start;     /* [S + 1] first sorted position of every segment ([S] = M, set at setup) */
+  int *team_seg;      /* [teams] segment at each reduce team's first position i * team_len */
+  int team_len;       /* positions per reduce team (the reduce's geometry) */
   int *counts;        /* [S] */
 };
 
@@ -372,39 +413,39 @@ __device__ __forceinline__ void si_cs_chunk(const SiCsParams &P, int j, int &b, 
 /* Bin of a label: itself if in [0, K), else K. */
 __device__ __forceinline__ int si_cs_bin(int lab, int K) { return (unsigned)lab < (unsigned)K ? lab : K; }
 
-/* Loads SI_CU labels of a chunk (offsets base + k*SI_CT + tid < n). */
-__device__ __forceinline__ void si_cs_load(const int *lab_p, int base, int n, int (&lab)[SI_CU]) {
+/* Loads SI_CU labels of a chunk (offsets base + k*NT + tid < n; NT = blockDim.x). */
+template <int NT> __device__ __forceinline__ void si_cs_load(const int *lab_p, int base, int n, int (&lab)[SI_CU]) {
 #pragma unroll
   for (int k = 0; k < SI_CU; k++) {
-    const int o = base + k * SI_CT + (int)threadIdx.x;
+    const int o = base + k * NT + (int)threadIdx.x;
     lab[k] = o < n ? __ldg(lab_p + o) : 0;
   }
 }
 
-__global__ void __launch_bounds__(SI_CT) si_cs_count(const SiCsParams P) {
+template <int NT> __global__ void __launch_bounds__(NT) si_cs_count(const SiCsParams P) {
   extern __shared__ int si_bins[]; /* [KB] */
   const int tid = threadIdx.x, lane = tid & 31;
   int b, p, r0, n;
   si_cs_chunk(P, blockIdx.x, b, p, r0, n);
   const int *lab_p = P.labels + r0;
   int lab[SI_CU];
-  si_cs_load(lab_p, 0, n, lab);
-  for (long long t = (long long)blockIdx.x * SI_CT + tid; t < P.ntiles; t += (long long)gridDim.x * SI_CT)
+  si_cs_load<NT>(lab_p, 0, n, lab);
+  for (long long t = (long long)blockIdx.x * NT + tid; t < P.ntiles; t += (long long)gridDim.x * NT)
     P.status[t] = 0ull;
   if (blockIdx.x == 0 && tid == 0) {
     *P.ticket = 0;
     *P.bad = INT_MAX;
   }
-  for (int v = tid; v < P.KB; v += SI_CT) si_bins[v] = 0;
+  for (int v = tid; v < P.KB; v += NT) si_bins[v] = 0;
   __syncthreads();
-  for (int base = 0; base < n; base += SI_CT * SI_CU) {
+  for (int base = 0; base < n; base += NT * SI_CU) {
     int cur[SI_CU];
 #pragma unroll
     for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
-    if (base + SI_CT * SI_CU < n) si_cs_load(lab_p, base + SI_CT * SI_CU, n, lab); /* next batch in flight */
+    if (base + NT * SI_CU < n) si_cs_load<NT>(lab_p, base + NT * SI_CU, n, lab); /* next batch in flight */
 #pragma unroll
     for (int k = 0; k < SI_CU; k++) {
-      const bool in = base + k * SI_CT + tid < n;
+      const bool in = base + k * NT + tid < n;
       const int v = si_cs_bin(cur[k], P.K);
       const int v0 = __shfl_sync(SI_FULL, v, 0);
       if (__all_sync(SI_FULL, in && v == v0)) {
@@ -416,7 +457,7 @@ __global__ void __launch_bounds__(SI_CT) si_cs_count(const SiCsParams P) {
   }
   __syncthreads();
   int *row = P.tab + (size_t)blockIdx.x * P.KB;
-  for (int v = tid; v < P.KB; v += SI_CT) row[v] = si_bins[v];
+  for (int v = tid; v < P.KB; v += NT) row[v] = si_bins[v];
 }
 
 __device__ __forceinline__ void si_st_relaxed(unsigned long long *p, unsigned long long v) {
@@ -436,6 +477,7 @@ __global__ void __launch_bounds__(SI_ST) si_cs_scan(const SiCsParams P) {
   __shared__ int swarp[SI_ST / 32];
   __shared__ int s_tile, s_excl;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  si_pdl_wait();
   if (tid == 0) s_tile = atomicAdd(P.ticket, 1);
   __syncthreads();
   const int t = s_tile;
@@ -530,24 +572,34 @@ __global__ void __launch_bounds__(SI_ST) si_cs_scan(const SiCsParams P) {
   }
 }
 
-/* Segment of each position of [q0, q1) (inside problem b, whose segment
- * starts are st[0..K]): one warp, positions in order, coalesced stores. */
-__device__ __forceinline__ void si_cs_fill(const SiCsParams &P, const int *st, int segb, int q0, int q1) {
-  const int lane = threadIdx.x & 31, K = P.K;
-  if (q0 >= q1) return;
-  int lo = 0, hi = K; /* largest v in [0, K] with st[v] <= q0 (st[0] = b*N <= q0) */
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (st[mid] <= q0) lo = mid;
-    else hi = mid - 1;
+/* Segment at every reduce team's first position (team i starts at i *
+ * team_len) that lies in this chunk's slice [r0, r0 + n) of the sorted order,
+ * which is inside problem b (segment starts st[0..K], st[0] = b*N): the
+ * largest v in [0, K] with st[v] <= q, as b*K + min(v, K - 1) (bin K, the bad
+ * labels, extends the problem's last segment). A few per chunk: the reduce
+ * walks the segment starts from there, so no per-position segment array. */
+__device__ __forceinline__ void si_cs_team_segs(const SiCsParams &P, const int *st, int segb, int r0, int n) {
+  const long long tl = P.team_len;
+  const int i0 = (int)((r0 + tl - 1) / tl), i1 = (int)((r0 + (long long)n + tl - 1) / tl);
+  for (int i = i0 + (int)threadIdx.x; i < i1; i += (int)blockDim.x) {
+    const int q = (int)(i * tl);
+    int lo = 0, hi = P.K;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (st[mid] <= q) lo = mid;
+      else hi = mid - 1;
+    }
+    P.team_seg[i] = segb + min(lo, P.K - 1);
   }
-  int cur = lo;
-  for (int q = q0; q < q1; q += 32) {
-    const int qq = min(q + lane, q1 - 1);
-    int v = cur;
-    while (v < K && st[v + 1] <= qq) v++; /* skips empty bins */
-    if (q + lane < q1) P.sseg[q + lane] = segb + min(v, K - 1);
-    cur = __shfl_sync(SI_FULL, v, 31);
+}
+
+/* counts[b*K + k] and seg_start[b*K + k] for this chunk's share [k0, k1) of
+ * problem b's clusters (segment starts st[0..K]). */
+__device__ __forceinline__ void si_cs_counts(const SiCsParams &P, const int *st, int segb, int k0, int k1) {
+  for (int k = k0 + (int)threadIdx.x; k < k1; k += (int)blockDim.x) {
+    const int a = st[k];
+    P.counts[segb + k] = st[k + 1] - a;
+    P.seg_start[segb + k] = a;
   }
 }
 
@@ -590,14 +642,15 @@ __device__ __forceinline__ int si_cs_atomic_rank(int *ctr, int lab, int K, bool 
   return pos;
 }
 
-/* ATOMIC: blockDim = SI_CT; dynamic shared memory 4*KB bytes, or 8*KB when
+/* ATOMIC: blockDim = NT (SI_CT, or SI_CT_WIDE for long chunks); dynamic shared memory 4*KB bytes, or 8*KB when
  * P.dual (the segment starts get their own copy, so all global loads are
  * issued before the first barrier), or 4*(2*KB + 1 + C) when P.staged. STABLE: blockDim = 32 * W (W <= 16),
  * 4*KB + 2*W*KBs bytes (KBs = KB + 1 rounded up to even: a dummy counter
- * for idle lanes). */
-template <bool STABLE>
-__global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
+ * for idle lanes), NT = SI_CT. */
+template <bool STABLE, int NT>
+__global__ void __launch_bounds__(NT) si_cs_scatter(const SiCsParams P) {
   extern __shared__ int si_bins[];
+  si_pdl_wait();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int T = blockDim.x, nwarp = T >> 5;
   const int j = blockIdx.x;
@@ -610,9 +663,6 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
   const int *lab_p = P.labels + r0;
   int *srow = si_bins; /* [KB] this chunk's running positions (after the fill) */
   int mybad = INT_MAX;
-  /* Warp w's slice of the chunk's positions [r0, r0 + n) for the sseg fill. */
-  const int per = ((n + nwarp - 1) / nwarp + 31) & ~31;
-  const int q0 = r0 + min(warp * per, n), q1 = r0 + min((warp + 1) * per, n);
   const int k0 = (int)((long long)p * K / P.P), k1 = (int)((long long)(p + 1) * K / P.P);
 
   if (!STABLE && P.staged) {
@@ -621,16 +671,16 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
      * (the runs' running global positions), stage[C] (in local sorted order,
      * bin << 16 | the row's offset in the chunk: both < 65536, see si_cs_config). */
     int *A = si_bins, *srow_s = si_bins + KB + 1, *stage = srow_s + KB;
-    __shared__ int warp_sum[SI_CT / 32];
+    __shared__ int warp_sum[NT / 32];
     int lab[SI_CU];
-    si_cs_load(lab_p, 0, n, lab);
+    si_cs_load<NT>(lab_p, 0, n, lab);
     for (int v = tid; v < KB; v += T) {
       A[v] = __ldg(row0 + v);
       srow_s[v] = __ldg(rowj + v);
     }
     __syncthreads();
-    for (int k = k0 + tid; k < k1; k += T) P.counts[segb + k] = A[k + 1] - A[k];
-    si_cs_fill(P, A, segb, q0, q1);
+    si_cs_counts(P, A, segb, k0, k1);
+    si_cs_team_segs(P, A, segb, r0, n);
     __syncthreads();
     /* The run of bin v ends where chunk j + 1's starts, or (last chunk) where
      * bin v + 1's first run starts: A[v] <- this chunk's count in bin v. */
@@ -660,14 +710,14 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
       }
     }
     __syncthreads();
-    for (int base = 0; base < n; base += SI_CT * SI_CU) {
+    for (int base = 0; base < n; base += NT * SI_CU) {
       int cur[SI_CU];
 #pragma unroll
       for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
-      if (base + SI_CT * SI_CU < n) si_cs_load(lab_p, base + SI_CT * SI_CU, n, lab);
+      if (base + NT * SI_CU < n) si_cs_load<NT>(lab_p, base + NT * SI_CU, n, lab);
 #pragma unroll
       for (int k = 0; k < SI_CU; k++) {
-        const int o = base + k * SI_CT + tid;
+        const int o = base + k * NT + tid;
         const bool in = o < n;
         const int v = si_cs_bin(cur[k], K);
         if (in && v == K) mybad = min(mybad, r0 + o);
@@ -684,27 +734,27 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
     }
   } else if (!STABLE) {
     int lab[SI_CU];
-    si_cs_load(lab_p, 0, n, lab);
+    si_cs_load<NT>(lab_p, 0, n, lab);
     int *sst = P.dual ? si_bins + KB : si_bins; /* segment starts */
     for (int v = tid; v < KB; v += T) sst[v] = __ldg(row0 + v);
     if (P.dual)
       for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
     __syncthreads();
-    for (int k = k0 + tid; k < k1; k += T) P.counts[segb + k] = sst[k + 1] - sst[k];
-    si_cs_fill(P, sst, segb, q0, q1);
+    si_cs_counts(P, sst, segb, k0, k1);
+    si_cs_team_segs(P, sst, segb, r0, n);
     if (!P.dual) {
       __syncthreads();
       for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
       __syncthreads();
     }
-    for (int base = 0; base < n; base += SI_CT * SI_CU) {
+    for (int base = 0; base < n; base += NT * SI_CU) {
       int cur[SI_CU];
 #pragma unroll
       for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
-      if (base + SI_CT * SI_CU < n) si_cs_load(lab_p, base + SI_CT * SI_CU, n, lab);
+      if (base + NT * SI_CU < n) si_cs_load<NT>(lab_p, base + NT * SI_CU, n, lab);
 #pragma unroll
       for (int k = 0; k < SI_CU; k++) {
-        const int o = base + k * SI_CT + tid;
+        const int o = base + k * NT + tid;
         const bool in = o < n;
         const int v = si_cs_bin(cur[k], K);
         if (in && v == K) mybad = min(mybad, r0 + o);
@@ -720,8 +770,8 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
       for (int i = tid; i < nwarp * (KBs >> 1); i += T) wz[i] = 0;
     }
     __syncthreads();
-    for (int k = k0 + tid; k < k1; k += T) P.counts[segb + k] = srow[k + 1] - srow[k];
-    si_cs_fill(P, srow, segb, q0, q1);
+    si_cs_counts(P, srow, segb, k0, k1);
+    si_cs_team_segs(P, srow, segb, r0, n);
     __syncthreads();
     /* This chunk's positions: only pass 2 reads them (the barrier after pass 1
      * publishes them), so their latency overlaps pass 1. */
@@ -785,8 +835,8 @@ __global__ void __launch_bounds__(SI_CT) si_cs_scatter(const SiCsParams P) {
 struct SiReduceParams {
   const void *x;
   const int *idx;     /* sorted rows (-1: bad label, skipped) */
-  const int *seg;     /* sorted segments */
-  const int *m_eff;   /* device count of sorted entries, or NULL: M (both sorts fill all M) */
+  const int *seg_start; /* [S + 1] first sorted position of each segment, [S] = M */
+  const int *team_seg;  /* [teams] segment at team i's first position i * team_len */
   const int *counts;
   float *c_new;
   float *part;        /* [nb][2][D] block pieces: 0 = H, 1 = T */
@@ -794,8 +844,6 @@ struct SiReduceParams {
   int *chain_end;     /* [S] block where a cross-block chain ends */
   int M, D, L, team_len, log2T;
 };
-
-__device__ __forceinline__ int si_seg_at(const SiReduceParams &P, int r) { return __ldg(P.seg + r); }
 
 /* RU entries of a sorted int array starting at r (a multiple of RU: 32-byte aligned). */
 __device__ __forceinline__ void si_load8(const int *base, int r, int (&v)[SI_RU]) {
@@ -827,14 +875,14 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
   const int j = blockIdx.x;
   const int dt0 = blockIdx.y * dtile;
 
-  int m_eff = P.M;
-  if (P.m_eff) m_eff = min(max(__ldg(P.m_eff), 0), P.M);
+  const int m_eff = P.M; /* both sorts fill all M positions */
   const long long p0l = (long long)j * P.L;
   const int p0 = (int)min(p0l, (long long)m_eff);
   const int p1 = (int)min(p0l + P.L, (long long)m_eff);
   const int a = (int)min((long long)p0 + (long long)team * P.team_len, (long long)p1);
   const int b = (int)min((long long)a + P.team_len, (long long)p1);
 
+  si_pdl_wait();
   if (tid == 0 && blockIdx.y == 0) P.tseg[j] = -1;
   if (tl == 0) {
     sH[team] = -1;
@@ -886,11 +934,14 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
   };
 
   if (a < b) {
-    const int s_first = si_seg_at(P, a);
+    /* Segments by walking the segment starts from the team's first segment
+     * (no per-position segment array): walk is the segment of the last
+     * position looked at, nxt = seg_start[walk + 1] where it ends. */
+    int walk = __ldg(P.team_seg + (j * teams + team)); /* a = (j * teams + team) * team_len */
     /* hopen: the current run is the range's first and began before it (an H
      * piece); cleared at the first flush. */
-    bool hopen = a > 0 && si_seg_at(P, a - 1) == s_first;
-    const int s_next = b < m_eff ? si_seg_at(P, b) : -2;
+    bool hopen = __ldg(P.seg_start + walk) < a;
+    int nxt = __ldg(P.seg_start + walk + 1);
 
     int cur = -1, n = 0;
     int nid[SI_RU];
@@ -929,7 +980,12 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
       /* This step's segments (their latency overlaps the gathers), then the
        * next step's row indices. */
       int sg[SI_RU];
-      si_load8(P.seg, r, sg);
+#pragma unroll
+      for (int u = 0; u < SI_RU; u++) {
+        const int q = min(r + u, b - 1); /* < M = seg_start[S]: the walk stays below S */
+        while (nxt <= q) nxt = __ldg(P.seg_start + (++walk) + 1);
+        sg[u] = walk;
+      }
 #if SI_PREFETCH
       if (r + SI_RU < b) si_load8(P.idx, r + SI_RU, nid);
 #endif
@@ -964,8 +1020,8 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
         n += (live >> u) & 1u;
       }
     }
-    /* The range's last run. */
-    const bool tail_open = s_next == cur;
+    /* The range's last run (walk = cur, the segment of b - 1). */
+    const bool tail_open = b < m_eff && nxt > b;
     if (hopen) {
       write_piece(0);
       if (tl == 0) { sH[team] = cur; sHmid[team] = tail_open ? 1 : 0; }
@@ -1047,6 +1103,7 @@ __global__ void __launch_bounds__(SI_FT) sort_inverse_finish(const SiFinishParam
   __shared__ float red[SI_FW][SI_FD];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int D = F.D;
+  si_pdl_wait();
   if ((int)blockIdx.x < F.nb) {
     const int jb = blockIdx.x;
     const int s = F.tseg[jb];
@@ -1093,6 +1150,28 @@ __global__ void __launch_bounds__(SI_FT) sort_inverse_finish(const SiFinishParam
 
 /* ------------------------------------------------------------- host side */
 static inline long long si_cdiv(long long a, long long b) { return (a + b - 1) / b; }
+
+#ifndef SI_PDL
+#define SI_PDL 1 /* 0: no programmatic dependent launch (for A/B runs) */
+#endif
+/* Launches kernel k, with programmatic stream serialization when pdl (see
+ * si_pdl_wait: every kernel launched so waits for its predecessor first). */
+template <typename... KA, typename... AA>
+static fkm_status si_launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
+                            AA &&...args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = pdl ? attr : NULL;
+  cfg.numAttrs = pdl ? 1 : 0;
+  FKM_CUDA(cudaLaunchKernelEx(&cfg, k, static_cast<AA &&>(args)...));
+  return FKM_OK;
+}
 static inline size_t si_align(size_t n) { return (n + 255) & ~(size_t)255; }
 static inline int si_log2_ceil(long long x) { /* smallest l with 2^l >= x (x >= 1) */
   int l = 0;
@@ -1200,7 +1279,7 @@ static inline bool si_vec_shape_ok(const fkm_shape *s) { return ((size_t)s->D * 
 
 /* Launches reduce + finish for the chosen geometry. */
 static fkm_status si_launch_reduce(const fkm_problem *p, const SiRedCfg *c, SiReduceParams rp, float *part, int *tseg,
-                                   int *chain_end, cudaStream_t stream) {
+                                   int *chain_end, bool pdl, cudaStream_t stream) {
   const fkm_shape *s = &p->s;
   rp.x = p->x;
   rp.counts = p->counts;
@@ -1215,12 +1294,11 @@ static fkm_status si_launch_reduce(const fkm_problem *p, const SiRedCfg *c, SiRe
   rp.log2T = c->log2T;
   dim3 grid((unsigned)c->nb, (unsigned)c->ntiles);
   const int dt = (int)s->dtype;
-#define SI_LAUNCH(DT, V) sort_inverse_reduce<DT, V><<<grid, SI_RT, c->smem, stream>>>(rp)
-  if (dt == 0) { if (c->vec) SI_LAUNCH(0, true); else SI_LAUNCH(0, false); }
-  else if (dt == 1) { if (c->vec) SI_LAUNCH(1, true); else SI_LAUNCH(1, false); }
-  else { if (c->vec) SI_LAUNCH(2, true); else SI_LAUNCH(2, false); }
+#define SI_LAUNCH(DT, V) si_launch(sort_inverse_reduce<DT, V>, grid, dim3(SI_RT), c->smem, stream, pdl, rp)
+  if (dt == 0) FKM_TRY(c->vec ? SI_LAUNCH(0, true) : SI_LAUNCH(0, false));
+  else if (dt == 1) FKM_TRY(c->vec ? SI_LAUNCH(1, true) : SI_LAUNCH(1, false));
+  else FKM_TRY(c->vec ? SI_LAUNCH(2, true) : SI_LAUNCH(2, false));
 #undef SI_LAUNCH
-  FKM_CUDA_LAUNCH();
 
   SiFinishParams fp;
   fp.part = part;
@@ -1233,9 +1311,7 @@ static fkm_status si_launch_reduce(const fkm_problem *p, const SiRedCfg *c, SiRe
   fp.S = (int)(s->B * s->K);
   fp.D = (int)s->D;
   const long long fgrid = (long long)c->nb + si_cdiv(fp.S, SI_FW);
-  sort_inverse_finish<<<(unsigned)fgrid, SI_FT, 0, stream>>>(fp);
-  FKM_CUDA_LAUNCH();
-  return FKM_OK;
+  return si_launch(sort_inverse_finish, dim3((unsigned)fgrid), dim3(SI_FT), 0, stream, pdl, fp);
 }
 
 static inline int si_sm_count(int *sms) {
@@ -1268,6 +1344,7 @@ fkm_status si_check_bad(const fkm_problem *p, const int *d_bad, cudaStream_t str
 struct SiCsCfg {
   int KB, C, P, G;
   int threads;      /* scatter block size */
+  int wide;         /* count and atomic scatter in SI_CT_WIDE-thread blocks */
   int dual;         /* atomic scatter: two shared rows (see si_cs_scatter) */
   int staged;       /* atomic scatter: the chunk's sorted order staged in shared memory */
   int R, tpp, ntiles;
@@ -1312,10 +1389,12 @@ static bool si_cs_config(const fkm_shape *s, bool stable, int sms, int smem_opti
     if (w > SI_CT / 32) w = SI_CT / 32;
     if (w < SI_CS_MIN_WARPS) return false;
     c->threads = (int)(32 * w);
+    c->wide = 0;
     c->dual = 0;
     c->smem_scatter = (size_t)(4 * KB + 2 * w * KBs);
   } else {
-    c->threads = SI_CT;
+    c->wide = C >= SI_CS_WIDE_C ? 1 : 0;
+    c->threads = c->wide ? SI_CT_WIDE : SI_CT;
     c->dual = KB <= SI_CS_DUAL_BINS ? 1 : 0;
     c->smem_scatter = (size_t)KB * sizeof(int) * (c->dual ? 2 : 1);
     /* Staged when the chunk's rows fit beside two rows of bins. */
@@ -1343,6 +1422,7 @@ struct SiState {
   const char *name;
   fkm_shape s;
   int M, S, sms;
+  bool pdl;         /* programmatic dependent launch of every kernel after a run's first (sm_90+) */
   bool cs;          /* counting sort (else CUB radix) */
   SiCsCfg cc;
   SiHistCfg hc;     /* radix path: histogram geometry */
@@ -1354,13 +1434,15 @@ struct SiState {
   int *tab;         /* [G][KB] */
   unsigned long long *status; /* [ntiles] */
   int *ticket;      /* [1] */
-  int *sidx, *sseg; /* [M + pad] sorted rows / segments */
+  int *sidx;        /* [M + pad] sorted rows */
   /* radix path */
   unsigned *keys[2];
   int *vals[2];
   void *cub_temp;
   size_t cub_bytes;
   /* reduce */
+  int *seg_start;   /* [S + 1] segment starts in the sorted order, [S] = M */
+  int *team_seg;    /* [reduce teams] segment at each team's first position */
   float *part;      /* [nb][2][D] */
   int *tseg;        /* [nb] */
   int *chain_end;   /* [S] */
@@ -1385,6 +1467,9 @@ template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiS
       cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
       smem_optin < 48 * 1024)
     smem_optin = 48 * 1024;
+  int cc_major = 0;
+  st->pdl = SI_PDL && cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cc_major >= 9;
 
   st->cs = !SI_FORCE_RADIX && si_cs_config(s, STABLE, st->sms, smem_optin, &st->cc);
   FKM_TRY(si_reduce_config(s, false, st->sms, &st->rc_scalar));
@@ -1400,6 +1485,11 @@ template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiS
   const size_t sz_part = si_align(sizeof(float) * (size_t)nb * 2 * (size_t)s->D);
   const size_t sz_tseg = si_align(sizeof(int) * (size_t)nb);
   const size_t sz_chain = si_align(sizeof(int) * (size_t)st->S);
+  const size_t sz_starts = si_align(sizeof(int) * ((size_t)st->S + 1));
+  long long teams = (long long)st->rc_scalar.nb * st->rc_scalar.teams;
+  if (st->rc_vec.ok && (long long)st->rc_vec.nb * st->rc_vec.teams > teams)
+    teams = (long long)st->rc_vec.nb * st->rc_vec.teams;
+  const size_t sz_team = si_align(sizeof(int) * (size_t)teams);
   size_t sz_tab = 0, sz_status = 0, sz_ticket = 0, sz_sorted = 0, sz_keys = 0, sz_cub = 0;
   if (st->cs) {
     sz_tab = si_align(sizeof(int) * st->cc.tab_entries);
@@ -1417,8 +1507,8 @@ template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiS
     sz_keys = si_align(sizeof(int) * n_sorted);
     sz_cub = si_align(st->cub_bytes ? st->cub_bytes : 1);
   }
-  const size_t total = sz_bad + sz_tab + sz_status + sz_ticket + 2 * sz_sorted + 4 * sz_keys + sz_cub + sz_part +
-                       sz_tseg + sz_chain;
+  const size_t total = sz_bad + sz_tab + sz_status + sz_ticket + sz_sorted + sz_starts + sz_team + 4 * sz_keys +
+                       sz_cub + sz_part + sz_tseg + sz_chain;
   if (p->scratch_budget && total > p->scratch_budget)
     return fkm_fail(FKM_ERR_NOT_SUPPORTED, "%s needs %zu bytes of scratch, budget is %zu", st->name, total,
                     p->scratch_budget);
@@ -1430,7 +1520,6 @@ template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiS
     st->status = (unsigned long long *)q; q += sz_status;
     st->ticket = (int *)q; q += sz_ticket;
     st->sidx = (int *)q; q += sz_sorted;
-    st->sseg = (int *)q; q += sz_sorted;
   } else {
     st->keys[0] = (unsigned *)q; q += sz_keys;
     st->keys[1] = (unsigned *)q; q += sz_keys;
@@ -1438,13 +1527,25 @@ template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiS
     st->vals[1] = (int *)q; q += sz_keys;
     st->cub_temp = (void *)q; q += sz_cub;
   }
+  st->seg_start = (int *)q; q += sz_starts;
+  st->team_seg = (int *)q; q += sz_team;
   st->part = (float *)q; q += sz_part;
   st->tseg = (int *)q; q += sz_tseg;
   st->chain_end = (int *)q; q += sz_chain;
 
+  { /* the reduce's walk stops at seg_start[S] = M, never written by a run */
+    const int M = st->M;
+    FKM_CUDA(cudaMemcpy(st->seg_start + st->S, &M, sizeof M, cudaMemcpyHostToDevice));
+  }
   if (st->cs) {
-    FKM_TRY(si_allow_smem(si_cs_count, st->cc.smem_count));
-    FKM_TRY(si_allow_smem(si_cs_scatter<STABLE>, st->cc.smem_scatter));
+    constexpr int WIDE = STABLE ? SI_CT : SI_CT_WIDE; /* the stable scatter is never wide */
+    if (st->cc.wide) {
+      FKM_TRY(si_allow_smem(si_cs_count<WIDE>, st->cc.smem_count));
+      FKM_TRY(si_allow_smem(si_cs_scatter<STABLE, WIDE>, st->cc.smem_scatter));
+    } else {
+      FKM_TRY(si_allow_smem(si_cs_count<SI_CT>, st->cc.smem_count));
+      FKM_TRY(si_allow_smem(si_cs_scatter<STABLE, SI_CT>, st->cc.smem_scatter));
+    }
   } else if (st->hc.smem) {
     FKM_TRY(si_allow_smem(sort_inverse_histogram<true, true>, st->hc.smem_bytes));
   }
@@ -1466,8 +1567,8 @@ template <bool STABLE> static fkm_status si_state_setup(const fkm_problem *p, vo
 }
 
 /* Phase 0: the inverse mapping (rows of each cluster, contiguous) and counts. */
-template <bool STABLE> static fkm_status si_state_sort(const fkm_problem *p, SiState *st, cudaStream_t stream,
-                                                       SiReduceParams *rp) {
+template <bool STABLE> static fkm_status si_state_sort(const fkm_problem *p, SiState *st, const SiRedCfg *rc,
+                                                       cudaStream_t stream, SiReduceParams *rp) {
   const fkm_shape *s = &p->s;
   const int S = st->S;
   if (st->cs) {
@@ -1489,17 +1590,20 @@ template <bool STABLE> static fkm_status si_state_sort(const fkm_problem *p, SiS
     cp.dual = c.dual;
     cp.staged = c.staged;
     cp.sidx = st->sidx;
-    cp.sseg = st->sseg;
+    cp.seg_start = st->seg_start;
+    cp.team_seg = st->team_seg;
+    cp.team_len = rc->team_len;
     cp.counts = p->counts;
-    si_cs_count<<<(unsigned)c.G, SI_CT, c.smem_count, stream>>>(cp);
+    constexpr int WIDE = STABLE ? SI_CT : SI_CT_WIDE; /* the stable scatter is never wide */
+    if (c.wide) si_cs_count<WIDE><<<(unsigned)c.G, WIDE, c.smem_count, stream>>>(cp);
+    else si_cs_count<SI_CT><<<(unsigned)c.G, SI_CT, c.smem_count, stream>>>(cp);
     FKM_CUDA_LAUNCH();
-    si_cs_scan<<<(unsigned)c.ntiles, SI_ST, 0, stream>>>(cp);
-    FKM_CUDA_LAUNCH();
-    si_cs_scatter<STABLE><<<(unsigned)c.G, (unsigned)c.threads, c.smem_scatter, stream>>>(cp);
-    FKM_CUDA_LAUNCH();
+    FKM_TRY(si_launch(si_cs_scan, dim3((unsigned)c.ntiles), dim3(SI_ST), 0, stream, st->pdl, cp));
+    FKM_TRY(si_launch(c.wide ? si_cs_scatter<STABLE, WIDE> : si_cs_scatter<STABLE, SI_CT>, dim3((unsigned)c.G),
+                      dim3((unsigned)c.threads), c.smem_scatter, stream, st->pdl, cp));
     rp->idx = st->sidx;
-    rp->seg = st->sseg;
-    rp->m_eff = NULL;
+    rp->seg_start = st->seg_start;
+    rp->team_seg = st->team_seg;
     return FKM_OK;
   }
   {
@@ -1528,9 +1632,12 @@ template <bool STABLE> static fkm_status si_state_sort(const fkm_problem *p, SiS
   cub::DoubleBuffer<int> dv(st->vals[0], st->vals[1]);
   size_t bytes = st->cub_bytes;
   FKM_CUDA(cub::DeviceRadixSort::SortPairs(st->cub_temp, bytes, dk, dv, st->M, 0, st->end_bit, stream));
+  si_radix_starts<<<(unsigned)si_cdiv((long long)st->M + 1, 256), 256, 0, stream>>>(
+      dk.Current(), st->M, S, rc->team_len, st->seg_start, st->team_seg);
+  FKM_CUDA_LAUNCH();
   rp->idx = dv.Current();
-  rp->seg = (const int *)dk.Current();
-  rp->m_eff = NULL;
+  rp->seg_start = st->seg_start;
+  rp->team_seg = st->team_seg;
   return FKM_OK;
 }
 
@@ -1543,13 +1650,13 @@ template <bool STABLE> static fkm_status si_state_run(const fkm_problem *p, void
   if (s->B != st->s.B || s->N != st->s.N || s->K != st->s.K || s->D != st->s.D || s->dtype != st->s.dtype)
     return fkm_fail(FKM_ERR_INTERNAL, "%s: shape differs from setup", name);
   SiReduceParams rp;
+  const SiRedCfg *rc = (st->rc_vec.ok && si_vec_ok(p)) ? &st->rc_vec : &st->rc_scalar;
   fkm_phase_begin("sort");
-  fkm_status rs = si_state_sort<STABLE>(p, st, stream, &rp);
+  fkm_status rs = si_state_sort<STABLE>(p, st, rc, stream, &rp);
   fkm_phase_end(p, 0, stream);
   FKM_TRY(rs);
   fkm_phase_begin("reduce");
-  const SiRedCfg *rc = (st->rc_vec.ok && si_vec_ok(p)) ? &st->rc_vec : &st->rc_scalar;
-  rs = si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, stream);
+  rs = si_launch_reduce(p, rc, rp, st->part, st->tseg, st->chain_end, st->pdl, stream);
   fkm_phase_end(p, 1, stream);
   return rs;
 }

@@ -11,7 +11,8 @@
  *                            decoupled look-back; integer sums)
  *   si_cs_scatter<true>      stable counting sort: each warp ranks its
  *                            contiguous sub-chunk in row order (match_any +
- *                            per-warp 16-bit counters); counts; sseg
+ *                            per-warp 16-bit counters); counts; segment
+ *                            starts; the reduce teams' first segments
  *   sort_inverse_reduce      segment reduction over the sorted rows
  *   sort_inverse_finish      cross-block chains (fixed order) + empty clusters
  * Larger K (radix path):
@@ -21,6 +22,8 @@
  *                            (a bad label: key 0, value -1)
  *   cub DeviceRadixSort      stable LSD radix sort of (key, value) on bits
  *                            [0, ceil(log2(B*K))) only
+ *   si_radix_starts          segment starts and the reduce teams' first
+ *                            segments from the sorted keys
  *   sort_inverse_reduce, sort_inverse_finish as above.
  *
  * Why it is deterministic:
