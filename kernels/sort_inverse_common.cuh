@@ -642,6 +642,34 @@ __device__ __forceinline__ int si_cs_atomic_rank(int *ctr, int lab, int K, bool 
   return pos;
 }
 
+/* ATOMIC scatter's pass over a chunk's n rows (the first batch of labels
+ * already in lab, each next batch in flight during the current one): ranks
+ * every row on the running counters ctr (si_cs_atomic_rank) and hands its
+ * offset o in the chunk, bin v and slot pos to store (the staged and the
+ * direct scatter differ only there). Returns the smallest bad flat row seen. */
+template <int NT, typename Store>
+__device__ __forceinline__ int si_cs_rank_chunk(const int *lab_p, int n, int r0, int K, int *ctr, int (&lab)[SI_CU],
+                                                Store &&store) {
+  const int tid = threadIdx.x, lane = tid & 31;
+  int mybad = INT_MAX;
+  for (int base = 0; base < n; base += NT * SI_CU) {
+    int cur[SI_CU];
+#pragma unroll
+    for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
+    if (base + NT * SI_CU < n) si_cs_load<NT>(lab_p, base + NT * SI_CU, n, lab);
+#pragma unroll
+    for (int k = 0; k < SI_CU; k++) {
+      const int o = base + k * NT + tid;
+      const bool in = o < n;
+      const int v = si_cs_bin(cur[k], K);
+      if (in && v == K) mybad = min(mybad, r0 + o);
+      const int pos = si_cs_atomic_rank(ctr, cur[k], K, in, lane);
+      if (in) store(o, v, pos);
+    }
+  }
+  return mybad;
+}
+
 /* ATOMIC: blockDim = NT (SI_CT, or SI_CT_WIDE for long chunks); dynamic shared memory 4*KB bytes, or 8*KB when
  * P.dual (the segment starts get their own copy, so all global loads are
  * issued before the first barrier), or 4*(2*KB + 1 + C) when P.staged. STABLE: blockDim = 32 * W (W <= 16),
@@ -710,21 +738,8 @@ __global__ void __launch_bounds__(NT) si_cs_scatter(const SiCsParams P) {
       }
     }
     __syncthreads();
-    for (int base = 0; base < n; base += NT * SI_CU) {
-      int cur[SI_CU];
-#pragma unroll
-      for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
-      if (base + NT * SI_CU < n) si_cs_load<NT>(lab_p, base + NT * SI_CU, n, lab);
-#pragma unroll
-      for (int k = 0; k < SI_CU; k++) {
-        const int o = base + k * NT + tid;
-        const bool in = o < n;
-        const int v = si_cs_bin(cur[k], K);
-        if (in && v == K) mybad = min(mybad, r0 + o);
-        const int pos = si_cs_atomic_rank(srow_s, cur[k], K, in, lane);
-        if (in) stage[pos + A[v]] = v << 16 | o;
-      }
-    }
+    mybad = si_cs_rank_chunk<NT>(lab_p, n, r0, K, srow_s, lab,
+                                 [&](int o, int v, int pos) { stage[pos + A[v]] = v << 16 | o; });
     __syncthreads();
     /* Write out in local order: local l of bin v is global l - shift[v]; the
      * ~C/K rows of a run are adjacent lanes of one store. */
@@ -747,21 +762,8 @@ __global__ void __launch_bounds__(NT) si_cs_scatter(const SiCsParams P) {
       for (int v = tid; v < KB; v += T) srow[v] = __ldg(rowj + v);
       __syncthreads();
     }
-    for (int base = 0; base < n; base += NT * SI_CU) {
-      int cur[SI_CU];
-#pragma unroll
-      for (int k = 0; k < SI_CU; k++) cur[k] = lab[k];
-      if (base + NT * SI_CU < n) si_cs_load<NT>(lab_p, base + NT * SI_CU, n, lab);
-#pragma unroll
-      for (int k = 0; k < SI_CU; k++) {
-        const int o = base + k * NT + tid;
-        const bool in = o < n;
-        const int v = si_cs_bin(cur[k], K);
-        if (in && v == K) mybad = min(mybad, r0 + o);
-        const int pos = si_cs_atomic_rank(srow, cur[k], K, in, lane);
-        if (in) P.sidx[pos] = v < K ? r0 + o : -1;
-      }
-    }
+    mybad = si_cs_rank_chunk<NT>(lab_p, n, r0, K, srow, lab,
+                                 [&](int o, int v, int pos) { P.sidx[pos] = v < K ? r0 + o : -1; });
   } else {
     unsigned short *wc = reinterpret_cast<unsigned short *>(si_bins + KB); /* [nwarp][KBs] */
     for (int v = tid; v < KB; v += T) srow[v] = __ldg(row0 + v);
