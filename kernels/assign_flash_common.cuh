@@ -1,20 +1,26 @@
 /* assign_flash_common.cuh — pieces shared by the FlashAssign kernels
  * assign_flash_simt.cu, assign_flash_mma.cu and assign_flash_tf32.cu:
  *   - the sm_80 cp.async wrappers (global -> shared, zero-fill, groups);
+ *   - the ||c||² kernel (fp32 sums, +inf for the padding centroids) and the
+ *     element load it widens fp16/bf16 with;
  *   - the lexicographic (score, index) minimum that merges per-lane and
  *     per-warp argmins, and its shuffle step between lanes;
  *   - the supports() checks that every variant makes the same way.
- * Why: one copy keeps the tie rule (equal scores go to the lowest index) and
- * the checks' messages the same in every variant. Everything is in an
- * anonymous namespace, like the files that include it: each translation unit
- * gets its own force-inlined copy, and the kernels compile to the same code as
- * with the pieces written out in each file. */
+ * Why: one copy keeps the tie rule (equal scores go to the lowest index), the
+ * ||c||² sums and the checks' messages the same in every variant. Everything
+ * is in an anonymous namespace, like the files that include it: each
+ * translation unit gets its own copy (its own instances of the norms kernel),
+ * and the kernels compile to the same code as with the pieces written out in
+ * each file. */
 #ifndef FKM_ASSIGN_FLASH_COMMON_CUH
 #define FKM_ASSIGN_FLASH_COMMON_CUH
 
 #include "error.h"
 #include "variant.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -55,6 +61,42 @@ __device__ __forceinline__ void cp_async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
+}
+
+/* ---- centroid norms ---- */
+
+/* Element i of a dtype buffer, widened to fp32 (fp16/bf16 -> fp32 is exact). */
+template <int DT>
+__device__ __forceinline__ float load_f32(const void *p, int64_t i) {
+  if constexpr (DT == FKM_F32) {
+    return __ldg((const float *)p + i);
+  } else {
+    const unsigned short h = __ldg((const unsigned short *)p + i);
+    if constexpr (DT == FKM_F16) return __half2float(__ushort_as_half(h));
+    else return __uint_as_float((uint32_t)h << 16);
+  }
+}
+
+/* ||c_k||² of every centroid in fp32, one warp per centroid, into csq[B][Kpad];
+ * padding entries (k >= K) are +inf, so a padded column never wins. Launch with
+ * 256-thread blocks, ceil(B·Kpad / 8) of them. */
+template <int DT>
+__global__ void __launch_bounds__(256) flash_centroid_norms(const void *__restrict__ c, float *__restrict__ csq,
+                                                            int64_t B, int64_t K, int64_t D, int64_t Kpad) {
+  const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (w >= B * Kpad) return; /* warp-uniform */
+  const int64_t b = w / Kpad, k = w - b * Kpad;
+  float s = 0.f;
+  if (k < K) {
+    const int64_t base = (b * K + k) * D;
+    for (int64_t d = lane; d < D; d += 32) {
+      const float v = load_f32<DT>(c, base + d);
+      s = fmaf(v, v, s);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) csq[w] = k < K ? s : INFINITY;
 }
 
 /* ---- argmin merge ---- */

@@ -26,8 +26,6 @@
 #include "error.h"
 #include "variant.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,39 +39,6 @@ constexpr int kBK = 8;       /* D per shared-memory chunk */
 constexpr int kThreads = 256;
 constexpr int kLds = kBM + 4; /* padded row: the two loader halves land on different banks */
 static_assert(kBM == kBN, "the loader maps one X row and one centroid row per thread pair");
-
-/* Element i of a dtype buffer, widened to fp32 (fp16/bf16 -> fp32 is exact). */
-template <int DT>
-__device__ __forceinline__ float load_f32(const void *p, int64_t i) {
-  if constexpr (DT == FKM_F32) {
-    return __ldg((const float *)p + i);
-  } else {
-    const unsigned short h = __ldg((const unsigned short *)p + i);
-    if constexpr (DT == FKM_F16) return __half2float(__ushort_as_half(h));
-    else return __uint_as_float((uint32_t)h << 16);
-  }
-}
-
-/* ||c_k||² of every centroid in fp32, one warp per centroid, into csq[B][Kpad];
- * padding entries (k >= K) are +inf. */
-template <int DT>
-__global__ void __launch_bounds__(256) simt_centroid_norms(const void *__restrict__ c, float *__restrict__ csq,
-                                                           int64_t B, int64_t K, int64_t D, int64_t Kpad) {
-  const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
-  const int lane = threadIdx.x & 31;
-  if (w >= B * Kpad) return; /* warp-uniform */
-  const int64_t b = w / Kpad, k = w - b * Kpad;
-  float s = 0.f;
-  if (k < K) {
-    const int64_t base = (b * K + k) * D;
-    for (int64_t d = lane; d < D; d += 32) {
-      const float v = load_f32<DT>(c, base + d);
-      s = fmaf(v, v, s);
-    }
-  }
-  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  if (lane == 0) csq[w] = k < K ? s : INFINITY;
-}
 
 template <int DT>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -280,7 +245,7 @@ template <int DT>
 static fkm_status simt_launch(const fkm_problem *p, const simt_state *st, cudaStream_t stream) {
   const fkm_shape *s = &p->s;
   const int64_t rows = s->B * st->kpad;
-  simt_centroid_norms<DT><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(p->c, st->csq, s->B, s->K, s->D, st->kpad);
+  flash_centroid_norms<DT><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(p->c, st->csq, s->B, s->K, s->D, st->kpad);
   FKM_CUDA_LAUNCH();
   const dim3 grid((unsigned)((s->N + kBM - 1) / kBM), (unsigned)s->B);
   simt_assign_kernel<DT><<<grid, kThreads, 0, stream>>>(p->x, p->c, st->csq, p->labels, p->dist, s->N, (int)s->K,

@@ -93,25 +93,6 @@ struct Args {
   int ptiles; /* point tiles of 64 per batch */
 };
 
-/* ||c_k||² in fp32, one warp per centroid, into csq[B][Kpad]; +inf for k >= K. */
-__global__ void __launch_bounds__(256) tf32_centroid_norms(const float *__restrict__ c, float *__restrict__ csq,
-                                                           int64_t B, int64_t K, int64_t D, int64_t Kpad) {
-  const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
-  const int lane = threadIdx.x & 31;
-  if (w >= B * Kpad) return; /* warp-uniform */
-  const int64_t b = w / Kpad, k = w - b * Kpad;
-  float s = 0.f;
-  if (k < K) {
-    const float *row = c + (b * K + k) * D;
-    for (int64_t d = lane; d < D; d += 32) {
-      const float v = __ldg(row + d);
-      s = fmaf(v, v, s);
-    }
-  }
-  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  if (lane == 0) csq[w] = k < K ? s : INFINITY;
-}
-
 /* ---- PTX wrappers (sm_80+; cp.async in assign_flash_common.cuh) ---- */
 
 /* fp32 -> tf32, round to nearest (ties away from zero); low 13 bits zero. */
@@ -540,8 +521,8 @@ static fkm_status tf32_run(const fkm_problem *p, void *state, cudaStream_t strea
     return fkm_fail(FKM_ERR_NOT_SUPPORTED, "assign/flash_tf32: fp32 only, got %s", fkm_dtype_name(s->dtype));
 
   const int64_t rows = s->B * st->kpad;
-  tf32_centroid_norms<<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>((const float *)p->c, st->csq, s->B, s->K, s->D,
-                                                                      st->kpad);
+  flash_centroid_norms<FKM_F32><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(p->c, st->csq, s->B, s->K, s->D,
+                                                                               st->kpad);
   FKM_CUDA_LAUNCH();
 
   Args a;
