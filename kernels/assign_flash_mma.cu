@@ -115,32 +115,11 @@ struct Args {
   int ntiles;            /* centroid tiles of 128 */
 };
 
-/* ---- centroid norms ---- */
-
+/* fp16/bf16 bits -> fp32 (exact). */
 template <int DT>
 __device__ __forceinline__ float bits_to_f32(unsigned short h) {
   if constexpr (DT == FKM_F16) return __half2float(__ushort_as_half(h));
   else return __uint_as_float((uint32_t)h << 16);
-}
-
-/* ||c_k||² in fp32, one warp per centroid, into csq[B][Kpad]; +inf for k >= K. */
-template <int DT>
-__global__ void __launch_bounds__(256) mma_centroid_norms(const uint16_t *__restrict__ c, float *__restrict__ csq,
-                                                          int64_t B, int64_t K, int64_t D, int64_t Kpad) {
-  const int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
-  const int lane = threadIdx.x & 31;
-  if (w >= B * Kpad) return; /* warp-uniform */
-  const int64_t b = w / Kpad, k = w - b * Kpad;
-  float s = 0.f;
-  if (k < K) {
-    const uint16_t *row = c + (b * K + k) * D;
-    for (int64_t d = lane; d < D; d += 32) {
-      const float v = bits_to_f32<DT>(__ldg(row + d));
-      s = fmaf(v, v, s);
-    }
-  }
-  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  if (lane == 0) csq[w] = k < K ? s : INFINITY;
 }
 
 /* ---- PTX wrappers (sm_80+; cp.async in assign_flash_common.cuh) ---- */
@@ -457,7 +436,7 @@ struct Geo2 {
 
 struct Args2 {
   const uint16_t *x, *c; /* fp16 or bf16 bits */
-  const float *csq;      /* stream mode: [B][Kpad] from mma_centroid_norms, +inf padding */
+  const float *csq;      /* stream mode: [B][Kpad] from flash_centroid_norms, +inf padding */
   int32_t *labels;
   float *dist;
   int64_t N;
@@ -928,8 +907,8 @@ static fkm_status mma_run_dt(const fkm_problem *p, const mma_state *st, cudaStre
   const bool v2 = st->v2_ok && aligned;
   if (!(v2 && st->res)) { /* resident v2 sums ||c||² itself */
     const int64_t rows = s->B * st->kpad;
-    mma_centroid_norms<DT><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>((const uint16_t *)p->c, st->csq, s->B,
-                                                                           s->K, s->D, st->kpad);
+    flash_centroid_norms<DT><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(p->c, st->csq, s->B, s->K, s->D,
+                                                                             st->kpad);
     FKM_CUDA_LAUNCH();
   }
 
