@@ -6,9 +6,9 @@
  * (fp32; ties -> lowest k), dist = max(0, ||x_n||^2 + s_label).
  *
  * Kernels
- *   1. cnorm_kernel: ||c_k||^2 in fp32 (from the rounded fp16/bf16 values) into scratch
- *      cn[B][Kpad], Kpad = ceil(K/128)*128; padded columns k >= K get +inf, so
- *      s = fmaf(-2, 0, +inf) = +inf can never win a strict '<' (this is the K-tail mask).
+ *   1. cnorm_digits_kernel without digits: ||c_k||^2 in fp32 (from the rounded fp16/bf16
+ *      values) into scratch cn[B][Kpad], Kpad = ceil(K/128)*128; padded columns k >= K get
+ *      +inf, so s = fmaf(-2, 0, +inf) = +inf can never win a strict '<' (the K-tail mask).
  *   2. the fused kernel, one of (chosen in setup, named by describe()):
  *      assign/flash_wgmma:        flash_assign_kernel, BM = 128 points per work item, every D,
  *                                 per-element select fold (tile_argmin). The fastest on the
@@ -1123,12 +1123,13 @@ static fkm_status fw_run(const fkm_problem *p, void *state, cudaStream_t stream)
   const int kpad = st->T * kBN;
   const long long rows = (long long)s->B * kpad;
   const unsigned nblk = (unsigned)((rows + 7) / 8);
+  const uint16_t *c16 = static_cast<const uint16_t *>(p->c);
   if (s->dtype == FKM_BF16)
-    cnorm_kernel<true><<<nblk, 256, 0, stream>>>(static_cast<const uint16_t *>(p->c), st->cn, (int)s->K, (int)s->D,
-                                                 kpad, rows);
+    cnorm_digits_kernel<true><<<nblk, 256, 0, stream>>>(c16, st->cn, nullptr, nullptr, 0u, (int)s->K, (int)s->D, kpad,
+                                                        rows);
   else
-    cnorm_kernel<false><<<nblk, 256, 0, stream>>>(static_cast<const uint16_t *>(p->c), st->cn, (int)s->K,
-                                                  (int)s->D, kpad, rows);
+    cnorm_digits_kernel<false><<<nblk, 256, 0, stream>>>(c16, st->cn, nullptr, nullptr, 0u, (int)s->K, (int)s->D, kpad,
+                                                         rows);
   FKM_CUDA_LAUNCH();
 
   Params prm;

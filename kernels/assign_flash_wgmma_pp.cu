@@ -14,7 +14,7 @@
  *   wgmma is m64n256k16, which reads half as many A bytes from shared memory per FLOP.
  *
  * For every point x_n: label = argmin_k s_k, s_k = ||c_k||^2 - 2 x_n.c_k (fp32; ties ->
- * lowest k), dist = max(0, ||x_n||^2 + s_label). ||c||^2 from cnorm_kernel (+inf for the
+ * lowest k), dist = max(0, ||x_n||^2 + s_label). ||c||^2 from cnorm_digits_kernel (+inf for the
  * padding columns k >= K of the last tile, so they never win a strict '<').
  *
  * Block (128 (NWG + 1) threads, 1 per SM, persistent over items = (batch, 64 NWG points)):
@@ -118,67 +118,11 @@ struct Params {
   float *dist;
 };
 
-/* -||c||^2 / 2 as four 16-bit digits d_i with weights w_i: sum_i w_i d_i equals it to ~2^-40
- * relative (each digit rounds the remainder of the previous ones). fp16: w = 2^15, 2^4, 2^-7,
- * 2^-18 (11 bits apart, so every remainder fits the next digit: |r_i / w_i| <= 2^15), valid
- * while ||c||^2 / 2 <= 65504 * 2^15; bf16: w = 1 (bf16 has fp32's range). The weights are
- * the A operand's constant rows (kWeights*). Returns false when out of range. */
-
-template <bool kBF16>
-__device__ __forceinline__ bool norm_digits(float cn, uint16_t (&d)[4]) {
-  double r = -0.5 * (double)cn;
-  if constexpr (kBF16) {
-    for (int i = 0; i < 4; ++i) {
-      const __nv_bfloat16 h = __double2bfloat16(r);
-      d[i] = __bfloat16_as_ushort(h);
-      r -= (double)__bfloat162float(h);
-    }
-    return isfinite(cn) && !__hisinf(__ushort_as_bfloat16(d[0]));
-  } else {
-    const double w[4] = {32768.0, 16.0, 1.0 / 128.0, 1.0 / 262144.0};
-    if (!(fabs(r) <= 65504.0 * 32768.0)) return false; /* also +inf, NaN */
-    for (int i = 0; i < 4; ++i) {
-      const __half h = __double2half(r / w[i]);
-      d[i] = __half_as_ushort(h);
-      r -= w[i] * (double)__half2float(h);
-    }
-    return true;
-  }
-}
-
-/* ||c_k||^2 (as cnorm_kernel: +inf for padding rows K <= k < kpad) and, when digits is not
- * null, its digits row [d0 d1 d2 d3 0 ... 0] (16 x 16 bit; zeros for padding rows, which the
- * fold masks). A norm out of the digits' range stores `epoch` in *range_flag: the assign
- * kernel launched next then folds with cnorm instead. One warp per (b, k). */
-template <bool kBF16>
-__global__ void __launch_bounds__(256) cnorm_digits_kernel(const uint16_t *__restrict__ c, float *__restrict__ cn,
-                                                           uint4 *__restrict__ digits, unsigned *range_flag,
-                                                           unsigned epoch, int K, int D, int kpad, long long rows) {
-  const long long r = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (r >= rows) return;
-  const long long b = r / kpad;
-  const int k = (int)(r - b * kpad);
-  float s = INFINITY;
-  if (k < K) s = warp_row_sumsq<kBF16>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D, D, lane);
-  if (lane != 0) return;
-  cn[r] = s;
-  if (!digits) return;
-  uint16_t d[4] = {0, 0, 0, 0};
-  if (k < K && !norm_digits<kBF16>(s, d)) *range_flag = epoch;
-  digits[2 * r] = make_uint4((uint32_t)d[0] | ((uint32_t)d[1] << 16), (uint32_t)d[2] | ((uint32_t)d[3] << 16), 0u, 0u);
-  digits[2 * r + 1] = make_uint4(0u, 0u, 0u, 0u);
-}
-
 #ifdef FKM_PP_PHASE_CLOCK
 /* per consumer warpgroup of block 0: mean cycles per tile of the 7 phases, then the tile count */
 __device__ long long g_phase_cycles[4][8];
 #endif
 #ifdef FKM_FW_SM90A
-
-/* the digits' weights, two per 32-bit register as the A fragment holds them (low half first) */
-constexpr uint32_t kWeightsF16Lo = 0x4C007800u, kWeightsF16Hi = 0x00402000u; /* (2^15, 2^4), (2^-7, 2^-18) */
-constexpr uint32_t kWeightsBF16 = 0x3F803F80u;                               /* (1, 1) */
 
 constexpr int kTurnBar = 1;       /* named barriers kTurnBar + w: warpgroup w's turn */
 constexpr int kTurnThreads = 256; /* the waiting warpgroup and the one that hands over */

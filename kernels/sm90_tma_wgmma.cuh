@@ -1,9 +1,10 @@
 /* sm90_tma_wgmma.cuh — the Hopper (sm_90a) building blocks shared by the FlashAssign
  * kernels that use TMA and wgmma (assign_flash_wgmma.cu, assign_flash_wgmma_pp.cu):
- * fp16/bf16 unpacking and the ||c||^2 kernel (every target), mbarrier / TMA / wgmma
- * fence-commit-wait wrappers and the 128B-swizzle shared-memory descriptor (sm_90a
- * only, under FKM_FW_SM90A), and the host side: the device query and the tensor maps. Private to those
- * files: everything is in an anonymous namespace, so each includes its own copy.
+ * fp16/bf16 unpacking and the ||c||^2 kernel with pp's optional -||c||^2 / 2 digits
+ * (every target), mbarrier / TMA / wgmma fence-commit-wait wrappers and the 128B-swizzle
+ * shared-memory descriptor (sm_90a only, under FKM_FW_SM90A), and the host side: the
+ * device query and the tensor maps. Private to those files: everything is in an anonymous
+ * namespace, so each includes its own copy.
  * Layout convention: a tensor is [B][rows][D] row-major; TMA boxes are 64 elements
  * (128 bytes) of D by box_rows rows, 128-byte swizzled, so every "atom" of box_rows
  * rows x 128 B starts on a 1024-byte boundary in shared memory. */
@@ -19,6 +20,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,21 +72,61 @@ __device__ __forceinline__ float warp_row_sumsq(const uint16_t *row16, int D, in
   return s;
 }
 
-/* ||c_k||^2 for k < K, +inf for K <= k < kpad. One warp per (b, k). */
+/* -||c||^2 / 2 as four 16-bit digits d_i with weights w_i: sum_i w_i d_i equals it to ~2^-40
+ * relative (each digit rounds the remainder of the previous ones). fp16: w = 2^15, 2^4, 2^-7,
+ * 2^-18 (11 bits apart, so every remainder fits the next digit: |r_i / w_i| <= 2^15), valid
+ * while ||c||^2 / 2 <= 65504 * 2^15; bf16: w = 1 (bf16 has fp32's range). flash_wgmma_pp's
+ * norm step multiplies them by the weights, its A operand's constant rows (kWeights*).
+ * Returns false when out of range. */
 template <bool kBF16>
-__global__ void __launch_bounds__(256) cnorm_kernel(const uint16_t *__restrict__ c, float *__restrict__ cn,
-                                                    int K, int D, int kpad, long long rows) {
+__device__ __forceinline__ bool norm_digits(float cn, uint16_t (&d)[4]) {
+  double r = -0.5 * (double)cn;
+  if constexpr (kBF16) {
+    for (int i = 0; i < 4; ++i) {
+      const __nv_bfloat16 h = __double2bfloat16(r);
+      d[i] = __bfloat16_as_ushort(h);
+      r -= (double)__bfloat162float(h);
+    }
+    return isfinite(cn) && !__hisinf(__ushort_as_bfloat16(d[0]));
+  } else {
+    const double w[4] = {32768.0, 16.0, 1.0 / 128.0, 1.0 / 262144.0};
+    if (!(fabs(r) <= 65504.0 * 32768.0)) return false; /* also +inf, NaN */
+    for (int i = 0; i < 4; ++i) {
+      const __half h = __double2half(r / w[i]);
+      d[i] = __half_as_ushort(h);
+      r -= w[i] * (double)__half2float(h);
+    }
+    return true;
+  }
+}
+
+/* the digits' weights, two per 32-bit register as the A fragment holds them (low half first) */
+constexpr uint32_t kWeightsF16Lo = 0x4C007800u, kWeightsF16Hi = 0x00402000u; /* (2^15, 2^4), (2^-7, 2^-18) */
+constexpr uint32_t kWeightsBF16 = 0x3F803F80u;                               /* (1, 1) */
+
+/* ||c_k||^2 for k < K, +inf for padding rows K <= k < kpad, into cn[B][kpad]; one warp per
+ * (b, k), 8 per 256-thread block. digits == null: norms only (flash_wgmma, and pp without
+ * its norm step). Otherwise also the digits row [d0 d1 d2 d3 0 ... 0] of every (b, k) (16 x
+ * 16 bit; zeros for padding rows, which the fold masks), and a norm out of the digits' range
+ * stores `epoch` in *range_flag: the assign kernel launched next then folds with cn instead. */
+template <bool kBF16>
+__global__ void __launch_bounds__(256) cnorm_digits_kernel(const uint16_t *__restrict__ c, float *__restrict__ cn,
+                                                           uint4 *__restrict__ digits, unsigned *range_flag,
+                                                           unsigned epoch, int K, int D, int kpad, long long rows) {
   const long long r = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= rows) return;
   const long long b = r / kpad;
   const int k = (int)(r - b * kpad);
-  if (k >= K) {
-    if (lane == 0) cn[r] = INFINITY;
-    return;
-  }
-  const float s = warp_row_sumsq<kBF16>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D, D, lane);
-  if (lane == 0) cn[r] = s;
+  float s = INFINITY;
+  if (k < K) s = warp_row_sumsq<kBF16>(c + ((size_t)b * (size_t)K + (size_t)k) * (size_t)D, D, lane);
+  if (lane != 0) return;
+  cn[r] = s;
+  if (!digits) return;
+  uint16_t d[4] = {0, 0, 0, 0};
+  if (k < K && !norm_digits<kBF16>(s, d)) *range_flag = epoch;
+  digits[2 * r] = make_uint4((uint32_t)d[0] | ((uint32_t)d[1] << 16), (uint32_t)d[2] | ((uint32_t)d[3] << 16), 0u, 0u);
+  digits[2 * r + 1] = make_uint4(0u, 0u, 0u, 0u);
 }
 
 /* ---------------------------------------------------------------------------------- */
