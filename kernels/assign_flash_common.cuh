@@ -1,5 +1,6 @@
 /* assign_flash_common.cuh — pieces shared by the FlashAssign kernels
- * assign_flash_simt.cu, assign_flash_mma.cu and assign_flash_tf32.cu:
+ * assign_flash_simt.cu, assign_flash_mma.cu and assign_flash_tf32.cu (and, through
+ * sm90_tma_wgmma.cuh, smem_u32 and the argmin merge for the wgmma kernels):
  *   - the sm_80 cp.async wrappers (global -> shared, zero-fill, groups);
  *   - the ||c||² kernel (fp32 sums, +inf for the padding centroids) and the
  *     element load it widens fp16/bf16 with;
@@ -9,9 +10,10 @@
  * Why: one copy keeps the tie rule (equal scores go to the lowest index), the
  * ||c||² sums and the checks' messages the same in every variant. Everything
  * is in an anonymous namespace, like the files that include it: each
- * translation unit gets its own copy (its own instances of the norms kernel),
- * and the kernels compile to the same code as with the pieces written out in
- * each file. */
+ * translation unit gets its own copy (its own instances of the norms kernel).
+ * simt, mma and tf32 compile to the same code as with the pieces written out
+ * in each file; in the wgmma kernels lex_min's end-of-item merge turns a few
+ * selects into branches or predicated moves (same registers, same results). */
 #ifndef FKM_ASSIGN_FLASH_COMMON_CUH
 #define FKM_ASSIGN_FLASH_COMMON_CUH
 

@@ -460,23 +460,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto finalize = [&](int fb, int fn0) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float s = bs[h];
-      int k = bi[h];
-#pragma unroll
-      for (int m = 1; m <= 2; m <<= 1) {
-        const float os = __shfl_xor_sync(0xffffffffu, s, m);
-        const int ok = __shfl_xor_sync(0xffffffffu, k, m);
-        if (os < s || (os == s && ok < k)) { s = os; k = ok; }
-      }
-      float xx = xn[h];
-      xx += __shfl_xor_sync(0xffffffffu, xx, 1);
-      xx += __shfl_xor_sync(0xffffffffu, xx, 2);
-      const int n = fn0 + row0 + 8 * h;
-      if (tq == h && n < p.N) {
-        const size_t o = (size_t)fb * (size_t)p.N + (size_t)n;
-        p.labels[o] = k;
-        p.dist[o] = fmaxf(0.f, xx + s);
-      }
+      quad_merge_write_row(bs[h], bi[h], xn[h], tq == h, fb, fn0 + row0 + 8 * h, p.N, p.labels, p.dist);
       bs[h] = INFINITY;
       bi[h] = 0;
       xn[h] = 0.f;
@@ -775,23 +759,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto finalize = [&](int r, int fb, int fn0) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float s = bs[r][h];
-      int k = bi[r][h];
-#pragma unroll
-      for (int m = 1; m <= 2; m <<= 1) {
-        const float os = __shfl_xor_sync(0xffffffffu, s, m);
-        const int ok = __shfl_xor_sync(0xffffffffu, k, m);
-        if (os < s || (os == s && ok < k)) { s = os; k = ok; }
-      }
-      float xx = xn[r][h];
-      xx += __shfl_xor_sync(0xffffffffu, xx, 1);
-      xx += __shfl_xor_sync(0xffffffffu, xx, 2);
-      const int n = fn0 + row0 + 64 * r + 8 * h;
-      if (tq == h && n < p.N) {
-        const size_t o = (size_t)fb * (size_t)p.N + (size_t)n;
-        p.labels[o] = k;
-        p.dist[o] = fmaxf(0.f, xx + s);
-      }
+      quad_merge_write_row(bs[r][h], bi[r][h], xn[r][h], tq == h, fb, fn0 + row0 + 64 * r + 8 * h, p.N, p.labels,
+                           p.dist);
       bs[r][h] = INFINITY;
       bi[r][h] = 0;
       xn[r][h] = 0.f;

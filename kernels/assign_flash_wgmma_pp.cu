@@ -505,23 +505,8 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
     /* the item's rows: lexicographic (score, index) minimum over the quad's lanes */
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float s = kNormMma ? -2.f * bs[h] : bs[h]; /* exact: a power of two */
-      int k = bi[h];
-#pragma unroll
-      for (int m = 1; m <= 2; m <<= 1) {
-        const float os = __shfl_xor_sync(0xffffffffu, s, m);
-        const int ok = __shfl_xor_sync(0xffffffffu, k, m);
-        if (os < s || (os == s && ok < k)) { s = os; k = ok; }
-      }
-      float xx = xn[h];
-      xx += __shfl_xor_sync(0xffffffffu, xx, 1);
-      xx += __shfl_xor_sync(0xffffffffu, xx, 2);
-      const int n = n0 + row0 + 8 * h;
-      if (tq == h && n < p.N) {
-        const size_t o = (size_t)b * (size_t)p.N + (size_t)n;
-        p.labels[o] = k;
-        p.dist[o] = fmaxf(0.f, xx + s);
-      }
+      quad_merge_write_row(kNormMma ? -2.f * bs[h] : bs[h] /* exact: a power of two */, bi[h], xn[h], tq == h, b,
+                           n0 + row0 + 8 * h, p.N, p.labels, p.dist);
       bs[h] = kWorst;
       bi[h] = 0;
     }

@@ -1,9 +1,11 @@
 /* sm90_tma_wgmma.cuh — the Hopper (sm_90a) building blocks shared by the FlashAssign
  * kernels that use TMA and wgmma (assign_flash_wgmma.cu, assign_flash_wgmma_pp.cu):
- * fp16/bf16 unpacking and the ||c||^2 kernel with pp's optional -||c||^2 / 2 digits
- * (every target), mbarrier / TMA / wgmma fence-commit-wait wrappers and the 128B-swizzle
- * shared-memory descriptor (sm_90a only, under FKM_FW_SM90A), and the host side: the
- * device query and the tensor maps. Private to those files: everything is in an anonymous
+ * fp16/bf16 unpacking, the ||c||^2 kernel with pp's optional -||c||^2 / 2 digits and the
+ * end-of-item quad merge + row write (every target), mbarrier / TMA / wgmma
+ * fence-commit-wait wrappers and the 128B-swizzle shared-memory descriptor (sm_90a only,
+ * under FKM_FW_SM90A), and the host side: the device query and the tensor maps. It takes
+ * smem_u32 and the (score, index) merge from assign_flash_common.cuh, so every FlashAssign
+ * variant breaks ties the same way. Private to those files: everything is in an anonymous
  * namespace, so each includes its own copy.
  * Layout convention: a tensor is [B][rows][D] row-major; TMA boxes are 64 elements
  * (128 bytes) of D by box_rows rows, 128-byte swizzled, so every "atom" of box_rows
@@ -11,6 +13,7 @@
 #ifndef FKM_SM90_TMA_WGMMA_CUH
 #define FKM_SM90_TMA_WGMMA_CUH
 
+#include "assign_flash_common.cuh"
 #include "device.h"
 #include "error.h"
 #include "flashkm.h"
@@ -129,11 +132,27 @@ __global__ void __launch_bounds__(256) cnorm_digits_kernel(const uint16_t *__res
   digits[2 * r + 1] = make_uint4(0u, 0u, 0u, 0u);
 }
 
+/* The end of a work item, for row n of batch b in a wgmma fragment: the 4 lanes of a quad
+ * hold partial (best score, best index) and partial ||x||^2 of the row. Merges them
+ * (lex_min: equal scores go to the lowest index); the one lane of the quad with `writer`
+ * set stores label and dist = max(0, ||x||^2 + score) if n < N. Every lane of the warp
+ * calls it (full-mask shuffles). */
+__device__ __forceinline__ void quad_merge_write_row(float s, int k, float xsq, bool writer, int b, int n, int N,
+                                                     int32_t *labels, float *dist) {
+  lex_min_shfl_xor(s, k, 1);
+  lex_min_shfl_xor(s, k, 2);
+  xsq += __shfl_xor_sync(0xffffffffu, xsq, 1);
+  xsq += __shfl_xor_sync(0xffffffffu, xsq, 2);
+  if (writer && n < N) {
+    const size_t o = (size_t)b * (size_t)N + (size_t)n;
+    labels[o] = k;
+    dist[o] = fmaxf(0.f, xsq + s);
+  }
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* sm_90a primitives                                                                    */
 #ifdef FKM_FW_SM90A
-
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
