@@ -12,8 +12,9 @@
  * is in an anonymous namespace, like the files that include it: each
  * translation unit gets its own copy (its own instances of the norms kernel).
  * simt, mma and tf32 compile to the same code as with the pieces written out
- * in each file; in the wgmma kernels lex_min's end-of-item merge turns a few
- * selects into branches or predicated moves (same registers, same results). */
+ * in each file (the wgmma kernels' end-of-item merge, quad_merge_write_row in
+ * sm90_tma_wgmma.cuh, writes lex_min's butterfly out: through lex_min a few
+ * selects became branches). */
 #ifndef FKM_ASSIGN_FLASH_COMMON_CUH
 #define FKM_ASSIGN_FLASH_COMMON_CUH
 

@@ -134,13 +134,23 @@ __global__ void __launch_bounds__(256) cnorm_digits_kernel(const uint16_t *__res
 
 /* The end of a work item, for row n of batch b in a wgmma fragment: the 4 lanes of a quad
  * hold partial (best score, best index) and partial ||x||^2 of the row. Merges them
- * (lex_min: equal scores go to the lowest index); the one lane of the quad with `writer`
+ * (equal scores go to the lowest index, as lex_min); the one lane of the quad with `writer`
  * set stores label and dist = max(0, ||x||^2 + score) if n < N. Every lane of the warp
  * calls it (full-mask shuffles). */
 __device__ __forceinline__ void quad_merge_write_row(float s, int k, float xsq, bool writer, int b, int n, int N,
                                                      int32_t *labels, float *dist) {
-  lex_min_shfl_xor(s, k, 1);
-  lex_min_shfl_xor(s, k, 2);
+  /* the butterfly written out, not through lex_min_shfl_xor: same result, and the
+   * SASS the kernels had before this function existed (lex_min's form turned a few
+   * selects into branches: +8-16 instructions per item in flash_wgmma) */
+#pragma unroll
+  for (int m = 1; m <= 2; m <<= 1) {
+    const float os = __shfl_xor_sync(0xffffffffu, s, m);
+    const int ok = __shfl_xor_sync(0xffffffffu, k, m);
+    if (os < s || (os == s && ok < k)) {
+      s = os;
+      k = ok;
+    }
+  }
   xsq += __shfl_xor_sync(0xffffffffu, xsq, 1);
   xsq += __shfl_xor_sync(0xffffffffu, xsq, 2);
   if (writer && n < N) {
