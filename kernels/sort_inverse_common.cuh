@@ -52,8 +52,8 @@
  * the step, issues RU independent 16-byte (or EPL scalar) gathers of the rows,
  * finds the RU rows' segments by walking the segment starts from the team's
  * first segment (team_seg; a load only where a segment ends, and its latency
- * overlaps the gathers), then adds the rows into EPL fp32 registers in sorted order, flushing the running
- * sum when the segment changes (no warp-level sync: teams of a warp are
+ * overlaps the gathers), then adds the rows into EPL fp32 registers in sorted
+ * order, flushing the running sum when the segment changes (no warp-level sync: teams of a warp are
  * independent). A run that
  * lies wholly inside a team range is written as its mean at once. A run that
  * touches a team-range boundary leaves a piece in shared memory: H (the team's
@@ -327,11 +327,12 @@ __global__ void __launch_bounds__(SI_HT) sort_inverse_histogram(const SiHistPara
  *                  their index from an atomic ticket, so a tile only waits on
  *                  tiles that have started; the first tile of a problem
  *                  starts from b*N and waits on nothing.
- *   si_cs_scatter  one block per chunk: (1) counts[b*K + k] and seg_start[b*K + k]
- *                  for a slice of the problem's clusters; (2) team_seg[i]
- *                  for the reduce teams whose first position i * team_len
- *                  falls in the chunk's slice [r0, r0 + n) of the sorted
- *                  order (binary search of the segment starts); (3) sidx[pos] = row (-1 for a
+ *   si_cs_scatter  one block per chunk: (1) counts[b*K + k] and
+ *                  seg_start[b*K + k] for a slice of the problem's clusters;
+ *                  (2) team_seg[i] for the reduce teams whose first position
+ *                  i * team_len falls in the chunk's slice [r0, r0 + n) of
+ *                  the sorted order (binary search of the segment starts);
+ *                  (3) sidx[pos] = row (-1 for a
  *                  bad label), pos = tab[j][bin] + rank of the row among the
  *                  chunk's rows of that bin. Also atomicMin's bad rows into
  *                  `bad`. The rank is
@@ -366,10 +367,12 @@ __global__ void __launch_bounds__(SI_HT) sort_inverse_histogram(const SiHistPara
  * segment b*K + K - 1 (they extend the problem's last run; the reduce skips
  * rows < 0 and the means divide by counts, which exclude them). */
 constexpr int SI_CT = 512;              /* count / atomic scatter block size; stable scatter: at most */
-constexpr int SI_CT_WIDE = 1024;        /* count / atomic scatter block size for chunks of >= SI_CS_WIDE_C rows */
-constexpr int SI_CS_WIDE_C = 16384;     /* (one such chunk's staged scatter fills an SM's shared memory: its
-                                           phases are latency-bound, more warps hide more; smaller chunks
-                                           lose with 1024, 1 x 1M x 128 x 64 by 11 % on H200) */
+/* Chunks of SI_CS_WIDE_C rows or more count and scatter in SI_CT_WIDE-thread
+ * blocks: one such chunk's staged scatter fills an SM's shared memory and its
+ * phases are latency-bound, so more warps hide more (8M x 8192 scatter 114-123
+ * -> 89-95 us, H100); shorter chunks lose with them (1M x 128 x 64 +11 %, H200). */
+constexpr int SI_CT_WIDE = 1024;
+constexpr int SI_CS_WIDE_C = 16384;
 constexpr int SI_CU = 8;                /* labels in flight per thread (count, atomic scatter) */
 constexpr int SI_SU = 8;                /* 32-row steps in flight per warp (stable scatter) */
 constexpr int SI_ST = 512;              /* scan block size */
@@ -689,7 +692,7 @@ __global__ void __launch_bounds__(NT) si_cs_scatter(const SiCsParams P) {
   const int *row0 = P.tab + (size_t)b * P.P * KB; /* segment starts of problem b (chunk b*P) */
   const int *rowj = P.tab + (size_t)j * KB;       /* this chunk's first position per bin */
   const int *lab_p = P.labels + r0;
-  int *srow = si_bins; /* [KB] this chunk's running positions (after the fill) */
+  int *srow = si_bins; /* [KB] this chunk's running positions (once loaded) */
   int mybad = INT_MAX;
   const int k0 = (int)((long long)p * K / P.P), k1 = (int)((long long)(p + 1) * K / P.P);
 
