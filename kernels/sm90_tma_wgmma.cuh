@@ -4,9 +4,9 @@
  * end-of-item quad merge + row write (every target), mbarrier / TMA / wgmma
  * fence-commit-wait wrappers and the 128B-swizzle shared-memory descriptor (sm_90a only,
  * under FKM_FW_SM90A), and the host side: the device query and the tensor maps. It takes
- * smem_u32 and the (score, index) merge from assign_flash_common.cuh, so every FlashAssign
- * variant breaks ties the same way. Private to those files: everything is in an anonymous
- * namespace, so each includes its own copy.
+ * smem_u32 from assign_flash_common.cuh, and its quad merge breaks ties as that file's
+ * lex_min does, like every FlashAssign variant. Private to those files: everything is in an
+ * anonymous namespace, so each includes its own copy.
  * Layout convention: a tensor is [B][rows][D] row-major; TMA boxes are 64 elements
  * (128 bytes) of D by box_rows rows, 128-byte swizzled, so every "atom" of box_rows
  * rows x 128 B starts on a 1024-byte boundary in shared memory. */
