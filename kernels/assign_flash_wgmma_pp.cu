@@ -54,6 +54,7 @@
  *   run() prints the means to stderr: where the cycles of a tile go (NOTES.md). */
 #include "device.h"
 #include "error.h"
+#include "pdl.cuh"
 #include "sm90_tma_wgmma.cuh"
 #include "variant.h"
 
@@ -528,6 +529,7 @@ __global__ void __launch_bounds__(G::THREADS, 1)
     flash_assign_pp_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
                            const __grid_constant__ CUtensorMap tmN, const Params p) {
 #ifdef FKM_FW_SM90A
+  fkm_pdl_wait(); /* launched behind the norm kernel (pdl.cuh): its cn, digits, range flag */
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw_addr = smem_u32(smem_raw);
   const uint32_t pad = (1024u - (raw_addr & 1023u)) & 1023u;
@@ -777,8 +779,9 @@ static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
 }
 
 template <bool kBF16, class G>
-static void launch(const State *st, const Params &prm, cudaStream_t stream) {
-  flash_assign_pp_kernel<kBF16, G><<<st->grid, G::THREADS, st->cfg.smem, stream>>>(st->tmX, st->tmC, st->tmN, prm);
+static fkm_status launch(const State *st, const Params &prm, cudaStream_t stream) {
+  return fkm_launch(flash_assign_pp_kernel<kBF16, G>, dim3((unsigned)st->grid), dim3(G::THREADS), st->cfg.smem, stream,
+                    true, st->tmX, st->tmC, st->tmN, prm);
 }
 
 static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream) {
@@ -822,14 +825,10 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
   prm.labels = p->labels;
   prm.dist = p->dist;
   const bool bf = s->dtype == FKM_BF16;
-  if (st->g.nwg == 2) {
-    if (bf) launch<true, GeoPP>(st, prm, stream);
-    else launch<false, GeoPP>(st, prm, stream);
-  } else {
-    if (bf) launch<true, GeoPP3>(st, prm, stream);
-    else launch<false, GeoPP3>(st, prm, stream);
-  }
-  FKM_CUDA_LAUNCH();
+  fkm_status launched;
+  if (st->g.nwg == 2) launched = bf ? launch<true, GeoPP>(st, prm, stream) : launch<false, GeoPP>(st, prm, stream);
+  else launched = bf ? launch<true, GeoPP3>(st, prm, stream) : launch<false, GeoPP3>(st, prm, stream);
+  FKM_TRY(launched);
 #ifdef FKM_PP_PHASE_CLOCK
   {
     long long ph[4][8];

@@ -70,6 +70,7 @@
 
 #include "error.h"
 #include "flashkm.h"
+#include "pdl.cuh"
 #include "phase.h"
 #include "variant.h"
 
@@ -117,21 +118,6 @@ constexpr int SI_FD = 128;        /* finish: elements of D per pass (4 per lane)
 constexpr int SI_PAD = 64;        /* slack entries after every sorted array */
 
 constexpr unsigned SI_FULL = 0xffffffffu;
-
-/* ------------------------------------------- programmatic dependent launch */
-/* The kernels after the first of a run are launched with programmatic stream
- * serialization (sm_90+) and wait for the previous one's completion (and its
- * memory) before touching any global data: the launch of each overlaps the
- * end of the one before (1M x 1024: 0.140 -> 0.135 ms, H100). None triggers
- * its dependents early: with griddepcontrol.launch_dependents at block start
- * the next grid's blocks took SM resources during the scatter's second wave
- * (sort_inverse_det 1 x 8M x 8192: +20 us). Without the launch attribute
- * (sm_80) the wait is a no-op. */
-__device__ __forceinline__ void si_pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
 /* ------------------------------------------------------------- dtype helpers */
 template <int DT> struct si_dt;
@@ -480,7 +466,7 @@ __global__ void __launch_bounds__(SI_ST) si_cs_scan(const SiCsParams P) {
   __shared__ int swarp[SI_ST / 32];
   __shared__ int s_tile, s_excl;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  si_pdl_wait();
+  fkm_pdl_wait();
   if (tid == 0) s_tile = atomicAdd(P.ticket, 1);
   __syncthreads();
   const int t = s_tile;
@@ -681,7 +667,7 @@ __device__ __forceinline__ int si_cs_rank_chunk(const int *lab_p, int n, int r0,
 template <bool STABLE, int NT>
 __global__ void __launch_bounds__(NT) si_cs_scatter(const SiCsParams P) {
   extern __shared__ int si_bins[];
-  si_pdl_wait();
+  fkm_pdl_wait();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int T = blockDim.x, nwarp = T >> 5;
   const int j = blockIdx.x;
@@ -887,7 +873,7 @@ __global__ void __launch_bounds__(SI_RT, SI_RMINB) sort_inverse_reduce(const SiR
   const int a = (int)min((long long)p0 + (long long)team * P.team_len, (long long)p1);
   const int b = (int)min((long long)a + P.team_len, (long long)p1);
 
-  si_pdl_wait();
+  fkm_pdl_wait();
   if (tid == 0 && blockIdx.y == 0) P.tseg[j] = -1;
   if (tl == 0) {
     sH[team] = -1;
@@ -1108,7 +1094,7 @@ __global__ void __launch_bounds__(SI_FT) sort_inverse_finish(const SiFinishParam
   __shared__ float red[SI_FW][SI_FD];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int D = F.D;
-  si_pdl_wait();
+  fkm_pdl_wait();
   if ((int)blockIdx.x < F.nb) {
     const int jb = blockIdx.x;
     const int s = F.tseg[jb];
@@ -1157,26 +1143,8 @@ __global__ void __launch_bounds__(SI_FT) sort_inverse_finish(const SiFinishParam
 static inline long long si_cdiv(long long a, long long b) { return (a + b - 1) / b; }
 
 #ifndef SI_PDL
-#define SI_PDL 1 /* 0: no programmatic dependent launch (for A/B runs) */
+#define SI_PDL 1 /* 0: no programmatic dependent launch (pdl.cuh; for A/B runs) */
 #endif
-/* Launches kernel k, with programmatic stream serialization when pdl (see
- * si_pdl_wait: every kernel launched so waits for its predecessor first). */
-template <typename... KA, typename... AA>
-static fkm_status si_launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
-                            AA &&...args) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cfg.attrs = pdl ? attr : NULL;
-  cfg.numAttrs = pdl ? 1 : 0;
-  FKM_CUDA(cudaLaunchKernelEx(&cfg, k, static_cast<AA &&>(args)...));
-  return FKM_OK;
-}
 static inline size_t si_align(size_t n) { return (n + 255) & ~(size_t)255; }
 static inline int si_log2_ceil(long long x) { /* smallest l with 2^l >= x (x >= 1) */
   int l = 0;
@@ -1299,7 +1267,7 @@ static fkm_status si_launch_reduce(const fkm_problem *p, const SiRedCfg *c, SiRe
   rp.log2T = c->log2T;
   dim3 grid((unsigned)c->nb, (unsigned)c->ntiles);
   const int dt = (int)s->dtype;
-#define SI_LAUNCH(DT, V) si_launch(sort_inverse_reduce<DT, V>, grid, dim3(SI_RT), c->smem, stream, pdl, rp)
+#define SI_LAUNCH(DT, V) fkm_launch(sort_inverse_reduce<DT, V>, grid, dim3(SI_RT), c->smem, stream, pdl, rp)
   if (dt == 0) FKM_TRY(c->vec ? SI_LAUNCH(0, true) : SI_LAUNCH(0, false));
   else if (dt == 1) FKM_TRY(c->vec ? SI_LAUNCH(1, true) : SI_LAUNCH(1, false));
   else FKM_TRY(c->vec ? SI_LAUNCH(2, true) : SI_LAUNCH(2, false));
@@ -1316,7 +1284,7 @@ static fkm_status si_launch_reduce(const fkm_problem *p, const SiRedCfg *c, SiRe
   fp.S = (int)(s->B * s->K);
   fp.D = (int)s->D;
   const long long fgrid = (long long)c->nb + si_cdiv(fp.S, SI_FW);
-  return si_launch(sort_inverse_finish, dim3((unsigned)fgrid), dim3(SI_FT), 0, stream, pdl, fp);
+  return fkm_launch(sort_inverse_finish, dim3((unsigned)fgrid), dim3(SI_FT), 0, stream, pdl, fp);
 }
 
 static inline int si_sm_count(int *sms) {
@@ -1472,9 +1440,7 @@ template <bool STABLE> static fkm_status si_state_init(const fkm_problem *p, SiS
       cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
       smem_optin < 48 * 1024)
     smem_optin = 48 * 1024;
-  int cc_major = 0;
-  st->pdl = SI_PDL && cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-            cc_major >= 9;
+  st->pdl = SI_PDL && fkm_pdl_supported();
 
   st->cs = !SI_FORCE_RADIX && si_cs_config(s, STABLE, st->sms, smem_optin, &st->cc);
   FKM_TRY(si_reduce_config(s, false, st->sms, &st->rc_scalar));
@@ -1603,8 +1569,8 @@ template <bool STABLE> static fkm_status si_state_sort(const fkm_problem *p, SiS
     if (c.wide) si_cs_count<WIDE><<<(unsigned)c.G, WIDE, c.smem_count, stream>>>(cp);
     else si_cs_count<SI_CT><<<(unsigned)c.G, SI_CT, c.smem_count, stream>>>(cp);
     FKM_CUDA_LAUNCH();
-    FKM_TRY(si_launch(si_cs_scan, dim3((unsigned)c.ntiles), dim3(SI_ST), 0, stream, st->pdl, cp));
-    FKM_TRY(si_launch(c.wide ? si_cs_scatter<STABLE, WIDE> : si_cs_scatter<STABLE, SI_CT>, dim3((unsigned)c.G),
+    FKM_TRY(fkm_launch(si_cs_scan, dim3((unsigned)c.ntiles), dim3(SI_ST), 0, stream, st->pdl, cp));
+    FKM_TRY(fkm_launch(c.wide ? si_cs_scatter<STABLE, WIDE> : si_cs_scatter<STABLE, SI_CT>, dim3((unsigned)c.G),
                       dim3((unsigned)c.threads), c.smem_scatter, stream, st->pdl, cp));
     rp->idx = st->sidx;
     rp->seg_start = st->seg_start;
