@@ -115,25 +115,31 @@ static void compare(const char *what, const fkm_fit_options *o, const void *x, c
             "%s: streaming statistics missing", what);
   if (!r->stream_efficiency) return;
   const int64_t pass_bytes = np * o->D * (int64_t)fkm_dtype_size(o->dtype);
-  int bad_bytes = 0, bad_time = 0, bad_eff = 0;
+  int bad_bytes = 0, bad_time = 0, bad_eff = 0, fast = 0;
   double eff_min = INFINITY, eff_max = 0;
   for (int i = 0; i < r->history_len; i++) {
     bad_bytes += r->stream_h2d_bytes[i] != pass_bytes;
     bad_time += !(r->stream_copy_seconds[i] > 0 && r->stream_compute_seconds[i] > 0 && r->stream_iter_seconds[i] > 0);
-    /* Above 1 an iteration ran faster than its calibration: at most 5 %, or by no more
-     * than the launch and timer jitter of a sub-millisecond iteration (H100: 0.25 ms
-     * iterations read 1.06-1.08 once, 16-20 µs). */
+    /* Above 1 an iteration ran faster than its calibration. One iteration may, by the
+     * launch and timer jitter of a sub-millisecond iteration (H100: 0.25 ms iterations read
+     * 1.06-1.08 once, 16-20 µs) or by a faster host copy than the calibrated one (0.7 ms
+     * copy-bound iterations read up to 1.061 in 4 of 137): at most 10 % or 25 µs. Most may
+     * not: above 1.05 (beyond the jitter) in at most a tenth of the iterations, so a
+     * calibration that is off (a device query inside it once read 2.38) still fails. */
     const double alone = fmax(r->stream_copy_seconds[i], r->stream_compute_seconds[i]);
-    bad_eff += !(r->stream_efficiency[i] > 0 &&
-                 (r->stream_efficiency[i] <= 1.05 || alone - r->stream_iter_seconds[i] <= kJitterSeconds));
+    const int jitter = alone - r->stream_iter_seconds[i] <= kJitterSeconds;
+    bad_eff += !(r->stream_efficiency[i] > 0 && (r->stream_efficiency[i] <= 1.10 || jitter));
+    fast += r->stream_efficiency[i] > 1.05 && !jitter;
     eff_min = fmin(eff_min, r->stream_efficiency[i]);
     eff_max = fmax(eff_max, r->stream_efficiency[i]);
   }
   CHECK_MSG(bad_bytes == 0, "%s: %d iterations report H2D bytes other than %lld", what, bad_bytes,
             (long long)pass_bytes);
   CHECK_MSG(bad_time == 0, "%s: %d iterations with a non-positive time", what, bad_time);
-  CHECK_MSG(bad_eff == 0, "%s: %d iterations with efficiency outside (0, 1.05] beyond 25 µs (min %.3f, max %.3f)",
+  CHECK_MSG(bad_eff == 0, "%s: %d iterations with efficiency outside (0, 1.10] beyond 25 µs (min %.3f, max %.3f)",
             what, bad_eff, eff_min, eff_max);
+  CHECK_MSG(10 * fast <= r->history_len, "%s: %d of %d iterations above efficiency 1.05 beyond 25 µs (max %.3f)",
+            what, fast, r->history_len, eff_max);
   CHECK(r->stream_calibration_seconds > 0);
   printf("%s: %d iterations (in memory %d), inertia %.9g (in memory %.9g), %lld labels differ; %d chunks of %lld, "
          "%d slots%s; copy %.3f ms, compute %.3f ms, iteration %.3f ms, efficiency %.2f-%.2f\n",
