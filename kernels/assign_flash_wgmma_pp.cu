@@ -47,6 +47,9 @@
  *   -||c||^2 / 2 (cnorm_digits_kernel, a BN x 32 B block per C stage, 32B-swizzled), puts
  *   the norm into the accumulators, so the fold is a bare running max with no ||c||^2
  *   loads; a norm out of the digits' range makes the whole launch fold as before.
+ * Launch: behind cnorm_digits_kernel with programmatic dependent launch (pdl.cuh): the
+ *   kernel waits for it before touching memory, so only the launch gap goes (pp3 1M x 128 x
+ *   128: 0.119 -> 0.116 ms, H100).
  * Limits: fp16/bf16, D % 8 == 0, 8 <= D <= 128 (the X and C atoms of larger D do not
  *   fit twice), compute capability 9.0.
  * -DFKM_PP_PHASE_CLOCK: each consumer warpgroup of block 0 times its phases per tile with
