@@ -267,18 +267,11 @@ __device__ __forceinline__ void tile_argmin(const float (&acc)[64], const float2
   }
 }
 
-/* Same result as tile_argmin, cheaper: ~2 instructions per element instead of ~4 (1 instead
- * of 3 on the half-rate ALU pipe), plus a per-row index search only when the row improves.
- * acc is overwritten with the scores s = ||c||^2 - 2 x.c (the caller no longer needs it).
- *   1. per row h: mn = min of the thread's 32 scores (FFMA + FMNMX tree per element);
- *      M = min over the quad (the 4 lanes of a row hold its 128 columns).
- *   2. (bs[h], bi[h]) is the row's running (min, lowest index), identical in the 4 lanes.
- *      The row improves iff M < bs[h] (strict: earlier tiles hold lower indices); only then
- *      do the lanes with mn == M look for their first column equal to M (M is one of the
- *      scores bit for bit, so they find one) and the quad takes the lowest of those columns.
- *      For large K an improvement is rare (a record in a random sequence: ~8/t of the warps
- *      at tile t); for K ~ 1000 most tiles still pay a scan (about the old cost).
- * Must be called by all 32 lanes (quad shuffles, warp vote). col0: this lane's first column. */
+/* Same result as tile_argmin, cheaper: the scores s = ||c||^2 - 2 x.c overwrite acc (the
+ * caller no longer needs it), then the record fold (sm90_tma_wgmma.cuh): ~2 instructions
+ * per element instead of ~4 (1 instead of 3 on the half-rate ALU pipe), plus a per-row
+ * index search only when the row improves. For K ~ 1000 most tiles still pay the search
+ * (about the old cost). Every lane of the warp calls it. col0: this lane's first column. */
 __device__ __forceinline__ void tile_fold(float (&acc)[64], const float2 (&cnv)[16], int col0, float (&bs)[2],
                                           int (&bi)[2]) {
 #pragma unroll
@@ -288,46 +281,7 @@ __device__ __forceinline__ void tile_fold(float (&acc)[64], const float2 (&cnv)[
     acc[4 * j + 2] = fmaf(acc[4 * j + 2], -2.f, cnv[j].x);
     acc[4 * j + 3] = fmaf(acc[4 * j + 3], -2.f, cnv[j].y);
   }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float m[16];
-#pragma unroll
-    for (int j = 0; j < 16; ++j) m[j] = fminf(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) m[j] = fminf(m[j], m[j + 8]);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) m[j] = fminf(m[j], m[j + 4]);
-    m[0] = fminf(m[0], m[2]);
-    m[1] = fminf(m[1], m[3]);
-    const float mn = fminf(m[0], m[1]);
-    float M = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, 1));
-    M = fminf(M, __shfl_xor_sync(0xffffffffu, M, 2));
-    const bool imp = M < bs[h];
-    if (__any_sync(0xffffffffu, imp)) {
-      int li = INT_MAX;
-      if (imp && mn == M) {
-        /* four independent select chains over 8 columns each (decreasing order: the last
-         * hit is the lowest column of the chain; 128 = none), then the lowest of the four */
-        int lc[4];
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          lc[c] = 128;
-#pragma unroll
-          for (int j = 4 * c + 3; j >= 4 * c; --j) {
-            if (acc[4 * j + 2 * h + 1] == M) lc[c] = 8 * j + 1;
-            if (acc[4 * j + 2 * h + 0] == M) lc[c] = 8 * j;
-          }
-        }
-        li = col0 + min(min(lc[0], lc[1]), min(lc[2], lc[3]));
-      }
-      li = min(li, __shfl_xor_sync(0xffffffffu, li, 1));
-      li = min(li, __shfl_xor_sync(0xffffffffu, li, 2));
-      if (imp) {
-        bs[h] = M;
-        bi[h] = li;
-      }
-    }
-  }
+  record_fold<false, 64>(acc, col0, bs, bi);
 }
 
 #endif /* FKM_FW_SM90A */

@@ -45,8 +45,10 @@
  * Norm step (from K = 4097 on for pp, 16385 for pp3; assign/flash_wgmma_pp_fold never):
  *   one more wgmma per tile, A = constant weights from registers, B = the tile's digits of
  *   -||c||^2 / 2 (cnorm_digits_kernel, a BN x 32 B block per C stage, 32B-swizzled), puts
- *   the norm into the accumulators, so the fold is a bare running max with no ||c||^2
- *   loads; a norm out of the digits' range makes the whole launch fold as before.
+ *   the norm into the accumulators, so the fold needs no ||c||^2 loads: a running max
+ *   per score, or from K = 16385 on (kRecord) the record fold of sm90_tma_wgmma.cuh (a
+ *   tree max per row, an index search only on a new best: rare at large K); a norm out
+ *   of the digits' range makes the whole launch fold with ||c||^2 instead.
  * Launch: behind cnorm_digits_kernel with programmatic dependent launch (pdl.cuh): the
  *   kernel waits for it before touching memory, so only the launch gap goes (pp3 1M x 128 x
  *   128: 0.119 -> 0.116 ms, H100).
@@ -335,7 +337,7 @@ __device__ __forceinline__ void produce(const CUtensorMap *tmX, const CUtensorMa
 }
 
 /* A consumer warpgroup: the schedule of the file comment. */
-template <bool kBF16, class G, bool kNormMma>
+template <bool kBF16, class G, bool kNormMma, bool kRecord>
 __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int warp, int lane) {
   const int cw = warp - 4;  /* 0 .. 4 NWG - 1 */
   const int wg = cw >> 2;   /* rows [64*wg, 64*wg + 64) of the item */
@@ -477,8 +479,6 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
       }
       if (++cs == p.S) { cs = 0; cph ^= 1u; }
 
-      float lb[2] = {kWorst, kWorst};
-      int li[2] = {0, 0};
       if constexpr (kNormMma) {
         /* the last tile's columns >= K (zero rows of C, zero digits) must not win */
         const int lim = p.K - col0;
@@ -489,11 +489,20 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
             for (int e = 0; e < 4; ++e)
               if (8 * j + (e & 1) >= lim) acc[4 * j + e] = -INFINITY;
         }
-        fold_max<G::NACC>(acc, lb, li);
+        /* acc = x.c - ||c||^2 / 2 = -s / 2: the largest wins */
+        if constexpr (kRecord) {
+          record_fold<true, G::NACC>(acc, col0, bs, bi); /* sm90_tma_wgmma.cuh */
+        } else {
+          float lb[2] = {kWorst, kWorst};
+          int li[2] = {0, 0};
+          fold_max<G::NACC>(acc, lb, li);
 #pragma unroll
-        for (int h = 0; h < 2; ++h) /* strict '>': earlier tiles hold lower indices */
-          if (lb[h] > bs[h]) { bs[h] = lb[h]; bi[h] = col0 + li[h]; }
+          for (int h = 0; h < 2; ++h) /* strict '>': earlier tiles hold lower indices */
+            if (lb[h] > bs[h]) { bs[h] = lb[h]; bi[h] = col0 + li[h]; }
+        }
       } else {
+        float lb[2] = {kWorst, kWorst};
+        int li[2] = {0, 0};
         fold_half<0, G::NACC>(acc, cnv, lb, li);
         if constexpr (G::NJ == 32) {
 #pragma unroll
@@ -527,7 +536,7 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
 
 #endif /* FKM_FW_SM90A */
 
-template <bool kBF16, class G>
+template <bool kBF16, class G, bool kRecord>
 __global__ void __launch_bounds__(G::THREADS, 1)
     flash_assign_pp_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
                            const __grid_constant__ CUtensorMap tmN, const Params p) {
@@ -581,8 +590,8 @@ __global__ void __launch_bounds__(G::THREADS, 1)
     asm volatile("setmaxnreg.inc.sync.aligned.u32 240;" ::: "memory");
   else
     asm volatile("setmaxnreg.inc.sync.aligned.u32 160;" ::: "memory");
-  if (norm_mma) consume<kBF16, G, true>(p, sm, warp, lane);
-  else consume<kBF16, G, false>(p, sm, warp, lane);
+  if (norm_mma) consume<kBF16, G, true, kRecord>(p, sm, warp, lane);
+  else consume<kBF16, G, false, false>(p, sm, warp, lane);
 #else
   (void)tmX;
   (void)tmC;
@@ -609,14 +618,19 @@ struct Shape {
   int nwg, bm, bn;
   uint32_t xatom, catom, natom;
   int64_t norm_mma_min_k;
+  int64_t record_min_k; /* from this K on the norm-step path folds with record_fold */
 };
 template <class G>
-static Shape shape_of(const char *name, int64_t norm_mma_min_k) {
-  return Shape{name, G::NWG, G::BM, G::BN, G::XATOM, G::CATOM, G::NATOM, norm_mma_min_k};
+static Shape shape_of(const char *name, int64_t norm_mma_min_k, int64_t record_min_k) {
+  return Shape{name, G::NWG, G::BM, G::BN, G::XATOM, G::CATOM, G::NATOM, norm_mma_min_k, record_min_k};
 }
-static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp", 4097);
-static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3", 16385);
-static const Shape kShapePPFold = shape_of<GeoPP>("assign/flash_wgmma_pp_fold", 0);
+/* record_fold against the running max per score (H100, A/B of one build each, NOTES.md):
+ * pp 1M x 65536 x 64 22.1 -> 19.5 ms, x 65536 x 128 28.7 -> 27.8, pp3 x 65536 x 64 23.1 ->
+ * 20.6; but pp x 8192 x 64 2.81 -> 3.03, x 8192 x 128 3.36 -> 3.59 (a record still on ~60 %
+ * of the tiles there): so from K = 16385 on. */
+static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp", 4097, 16385);
+static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3", 16385, 16385);
+static const Shape kShapePPFold = shape_of<GeoPP>("assign/flash_wgmma_pp_fold", 0, 0);
 
 /* FKM_NORM_MMA_MIN_K overrides the K from which pp and pp3 take the norm step (1: always,
  * 0: never), so the tests run both paths on every shape; flash_wgmma_pp_fold never does. */
@@ -625,6 +639,15 @@ static bool norm_in_mma(const Shape &g, const fkm_shape *s) {
   int64_t min_k = g.norm_mma_min_k;
   const char *env = getenv("FKM_NORM_MMA_MIN_K");
   if (env && *env) min_k = atoll(env);
+  return min_k > 0 && s->K >= min_k;
+}
+
+/* FKM_RECORD_FOLD_MIN_K overrides the K from which the norm-step path takes record_fold
+ * (1: always, 0: never), for the tests. */
+static bool record_fold_on(const Shape &g, const fkm_shape *s) {
+  int64_t min_k = g.record_min_k;
+  const char *env = getenv("FKM_RECORD_FOLD_MIN_K");
+  if (env && *env && g.record_min_k != 0) min_k = atoll(env);
   return min_k > 0 && s->K >= min_k;
 }
 
@@ -661,6 +684,7 @@ struct State {
   Shape g;
   Cfg cfg;
   bool norm_mma;      /* the norm through the MMA (norm_in_mma() of the shape) */
+  bool record;        /* its fold: record_fold (record_fold_on()), else the running max */
   float *cn;          /* scratch: ||c||^2 [B][kpad], then digits, then the range flag */
   uint4 *digits;      /* [B][kpad] rows of 32 bytes, or null */
   unsigned *range_flag;
@@ -709,10 +733,10 @@ static fkm_status pp_encode(State *st, const fkm_problem *p) {
   return FKM_OK;
 }
 
-template <bool kBF16>
+template <bool kBF16, bool kRecord>
 static const void *kernel_of(const Shape &g) {
-  return g.nwg == 2 ? (const void *)flash_assign_pp_kernel<kBF16, GeoPP>
-                    : (const void *)flash_assign_pp_kernel<kBF16, GeoPP3>;
+  return g.nwg == 2 ? (const void *)flash_assign_pp_kernel<kBF16, GeoPP, kRecord>
+                    : (const void *)flash_assign_pp_kernel<kBF16, GeoPP3, kRecord>;
 }
 
 static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
@@ -729,6 +753,7 @@ static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
   st->s = *s;
   st->g = g;
   st->norm_mma = norm_in_mma(g, s);
+  st->record = st->norm_mma && record_fold_on(g, s);
   (void)make_cfg(g, st->norm_mma, s->D, optin, &st->cfg); /* supports_g checked it */
   st->tiles_n = (int)((s->N + g.bm - 1) / g.bm);
   st->T = (int)((s->K + g.bn - 1) / g.bn);
@@ -771,7 +796,9 @@ static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
     pp_teardown(st);
     return rs;
   }
-  const void *fn = s->dtype == FKM_BF16 ? kernel_of<true>(g) : kernel_of<false>(g);
+  const bool bf = s->dtype == FKM_BF16;
+  const void *fn = st->record ? (bf ? kernel_of<true, true>(g) : kernel_of<false, true>(g))
+                              : (bf ? kernel_of<true, false>(g) : kernel_of<false, false>(g));
   e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
   if (e != cudaSuccess) {
     pp_teardown(st);
@@ -783,8 +810,11 @@ static fkm_status setup_g(const Shape &g, const fkm_problem *p, void **state) {
 
 template <bool kBF16, class G>
 static fkm_status launch(const State *st, const Params &prm, cudaStream_t stream) {
-  return fkm_launch(flash_assign_pp_kernel<kBF16, G>, dim3((unsigned)st->grid), dim3(G::THREADS), st->cfg.smem, stream,
-                    true, st->tmX, st->tmC, st->tmN, prm);
+  if (st->record)
+    return fkm_launch(flash_assign_pp_kernel<kBF16, G, true>, dim3((unsigned)st->grid), dim3(G::THREADS),
+                      st->cfg.smem, stream, true, st->tmX, st->tmC, st->tmN, prm);
+  return fkm_launch(flash_assign_pp_kernel<kBF16, G, false>, dim3((unsigned)st->grid), dim3(G::THREADS),
+                    st->cfg.smem, stream, true, st->tmX, st->tmC, st->tmN, prm);
 }
 
 static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream) {
@@ -839,9 +869,9 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
     FKM_CUDA(cudaMemcpyFromSymbol(ph, g_phase_cycles, sizeof ph));
     for (int w = 0; w < st->g.nwg; ++w)
       fprintf(stderr,
-              "%s %dx%dx%dx%d norm_mma %d, block 0 warpgroup %d, cycles per tile over %lld tiles: loop %lld, turn "
+              "%s %dx%dx%dx%d norm_mma %d record %d, block 0 warpgroup %d, cycles per tile over %lld tiles: loop %lld, turn "
               "%lld, data wait %lld, MMA issue %lld, before the MMA wait %lld, MMA wait %lld, fold %lld\n",
-              st->g.name, (int)s->B, (int)s->N, (int)s->K, (int)s->D, (int)st->norm_mma, w, ph[w][7], ph[w][0],
+              st->g.name, (int)s->B, (int)s->N, (int)s->K, (int)s->D, (int)st->norm_mma, (int)st->record, w, ph[w][7], ph[w][0],
               ph[w][1], ph[w][2], ph[w][3], ph[w][4], ph[w][5], ph[w][6]);
   }
 #endif

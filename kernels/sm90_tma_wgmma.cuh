@@ -1,7 +1,7 @@
 /* sm90_tma_wgmma.cuh — the Hopper (sm_90a) building blocks shared by the FlashAssign
  * kernels that use TMA and wgmma (assign_flash_wgmma.cu, assign_flash_wgmma_pp.cu):
- * fp16/bf16 unpacking, the ||c||^2 kernel with pp's optional -||c||^2 / 2 digits and the
- * end-of-item quad merge + row write (every target), mbarrier / TMA / wgmma
+ * fp16/bf16 unpacking, the ||c||^2 kernel with pp's optional -||c||^2 / 2 digits, the
+ * record fold of a tile and the end-of-item quad merge + row write (every target), mbarrier / TMA / wgmma
  * fence-commit-wait wrappers and the 128B-swizzle shared-memory descriptor (sm_90a only,
  * under FKM_FW_SM90A), and the host side: the device query and the tensor maps. It takes
  * smem_u32 from assign_flash_common.cuh, and its quad merge breaks ties as that file's
@@ -23,6 +23,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -157,6 +158,71 @@ __device__ __forceinline__ void quad_merge_write_row(float s, int k, float xsq, 
     const size_t o = (size_t)b * (size_t)N + (size_t)n;
     labels[o] = k;
     dist[o] = fmaxf(0.f, xsq + s);
+  }
+}
+
+/* The record fold of one tile into the rows' running best (bs[h], bi[h]), h = 0, 1: the
+ * thread's rows g and g + 8 of a wgmma fragment, NACC / 4 column blocks j of columns
+ * col0 + 8j + {0, 1} (col0 = the tile's first column + 2 q); acc holds final scores, larger
+ * better if kMax, smaller otherwise. Per row: the best of the thread's scores (a tree, one
+ * FMNMX a score), the quad's best M (the 4 lanes of a quad hold the row's columns); only if
+ * M strictly beats bs[h] in some row of the warp (earlier tiles hold lower indices) do the
+ * lanes holding M look for their first column equal to M (M is one of the scores bit for
+ * bit), and the quad keeps the lowest. bs / bi end identical in the quad's lanes. For large
+ * K a record is rare (~16/t of the warps at tile t); at small K most tiles still search
+ * (two instructions a score, as a per-score select fold). One vote for both rows: a vote
+ * per row measured 1-2 % slower at 1M x 65536 (H100, NOTES.md). Every lane of the warp
+ * calls it (full-mask shuffles and vote). */
+template <bool kMax, int NACC>
+__device__ __forceinline__ void record_fold(const float (&acc)[NACC], int col0, float (&bs)[2], int (&bi)[2]) {
+  constexpr int NJ = NACC / 4;
+  static_assert(NJ == 16 || NJ == 32, "n128 or n256 fragments");
+  auto better = [](float a, float b) { return kMax ? fmaxf(a, b) : fminf(a, b); };
+  float mine[2], M[2];
+  bool rec[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float m[NJ];
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) m[j] = better(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+#pragma unroll
+    for (int l = 1; l < NJ; l *= 2)
+#pragma unroll
+      for (int j = 0; j < NJ / (2 * l); ++j) m[j] = better(m[j], m[j + NJ / (2 * l)]);
+    mine[h] = m[0];
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) M[h] = better(mine[h], __shfl_xor_sync(0xffffffffu, mine[h], 1));
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    M[h] = better(M[h], __shfl_xor_sync(0xffffffffu, M[h], 2));
+    rec[h] = kMax ? M[h] > bs[h] : M[h] < bs[h];
+  }
+  if (!__any_sync(0xffffffffu, rec[0] || rec[1])) return;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    int li = INT_MAX;
+    if (rec[h] && mine[h] == M[h]) {
+      /* four independent select chains over NJ / 4 blocks each (decreasing order: the
+       * last hit is the chain's lowest column; 8 NJ = none), then the lowest of the four */
+      int lc[4];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        lc[c] = 8 * NJ;
+#pragma unroll
+        for (int j = (c + 1) * (NJ / 4) - 1; j >= c * (NJ / 4); --j) {
+          if (acc[4 * j + 2 * h + 1] == M[h]) lc[c] = 8 * j + 1;
+          if (acc[4 * j + 2 * h + 0] == M[h]) lc[c] = 8 * j;
+        }
+      }
+      li = col0 + min(min(lc[0], lc[1]), min(lc[2], lc[3]));
+    }
+    li = min(li, __shfl_xor_sync(0xffffffffu, li, 1));
+    li = min(li, __shfl_xor_sync(0xffffffffu, li, 2));
+    if (rec[h]) {
+      bs[h] = M[h];
+      bi[h] = li;
+    }
   }
 }
 
