@@ -42,7 +42,7 @@
  * A operand: pp keeps its 64 x D rows in registers for the whole item (ldmatrix at the
  *   first tile, wgmma with A from registers) and frees the X slot at once; pp3 reads A
  *   from the X slot (Geo::AREGS has the measurements).
- * Norm step (from K = 4097 on for pp, 16385 for pp3; assign/flash_wgmma_pp_fold never):
+ * Norm step (pp from K = 4097 on, 769 for D > 112; pp3 from 16385; flash_wgmma_pp_fold never):
  *   one more wgmma per tile, A = constant weights from registers, B = the tile's digits of
  *   -||c||^2 / 2 (cnorm_digits_kernel, a BN x 32 B block per C stage, 32B-swizzled), puts
  *   the norm into the accumulators, so the fold needs no ||c||^2 loads: a running max
@@ -612,31 +612,38 @@ __global__ void __launch_bounds__(G::THREADS, 1)
  * orders): the norm step pays where the fold's ||c||^2 loads stop hitting L1, and costs a
  * little where they hit (K <= 1024: up to 6 % for pp, 10 % for pp3, whose D = 128 stages
  * also drop from 4 to 3 for the digits): pp 1M x 8192 x 64 3.39 -> 3.03 ms, x 65536 x 64
- * 27.5 -> 24.0, x 65536 x 128 33.5 -> 31.4; pp3 still folds faster at K = 8192. */
+ * 27.5 -> 24.0, x 65536 x 128 33.5 -> 31.4; pp3 still folds faster at K = 8192. Since A moved
+ * into registers, pp's D > 112 (eight k-steps, to which the digits add one) gains from four
+ * tiles on (the step forced at every K, same H100 and build, ms): 1M x 1024 x 128 0.485 ->
+ * 0.474, x 2048 x 128 0.928 -> 0.889, x 4096 x 128 1.817 -> 1.705, 32 x 75600 x 1000 x 128
+ * 1.123 -> 1.084, but x 512 x 128 0.264 -> 0.309; at D = 96 it still loses below K = 4096
+ * (1024: 0.438 -> 0.479), at D = 64 up to 2048. */
 struct Shape {
   const char *name; /* the variant */
   int nwg, bm, bn;
   uint32_t xatom, catom, natom;
   int64_t norm_mma_min_k;
-  int64_t record_min_k; /* from this K on the norm-step path folds with record_fold */
+  int64_t norm_mma_min_k_wide; /* the same for D > 112 */
+  int64_t record_min_k;        /* from this K on the norm-step path folds with record_fold */
 };
 template <class G>
-static Shape shape_of(const char *name, int64_t norm_mma_min_k, int64_t record_min_k) {
-  return Shape{name, G::NWG, G::BM, G::BN, G::XATOM, G::CATOM, G::NATOM, norm_mma_min_k, record_min_k};
+static Shape shape_of(const char *name, int64_t norm_mma_min_k, int64_t norm_mma_min_k_wide, int64_t record_min_k) {
+  return Shape{name, G::NWG, G::BM, G::BN, G::XATOM, G::CATOM, G::NATOM, norm_mma_min_k, norm_mma_min_k_wide,
+               record_min_k};
 }
 /* record_fold against the running max per score (H100, A/B of one build each, NOTES.md):
  * pp 1M x 65536 x 64 22.1 -> 19.5 ms, x 65536 x 128 28.7 -> 27.8, pp3 x 65536 x 64 23.1 ->
  * 20.6; but pp x 8192 x 64 2.81 -> 3.03, x 8192 x 128 3.36 -> 3.59 (a record still on ~60 %
  * of the tiles there): so from K = 16385 on. */
-static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp", 4097, 16385);
-static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3", 16385, 16385);
-static const Shape kShapePPFold = shape_of<GeoPP>("assign/flash_wgmma_pp_fold", 0, 0);
+static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp", 4097, 769, 16385);
+static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3", 16385, 16385, 16385);
+static const Shape kShapePPFold = shape_of<GeoPP>("assign/flash_wgmma_pp_fold", 0, 0, 0);
 
 /* FKM_NORM_MMA_MIN_K overrides the K from which pp and pp3 take the norm step (1: always,
  * 0: never), so the tests run both paths on every shape; flash_wgmma_pp_fold never does. */
 static bool norm_in_mma(const Shape &g, const fkm_shape *s) {
   if (g.norm_mma_min_k == 0) return false;
-  int64_t min_k = g.norm_mma_min_k;
+  int64_t min_k = s->D > 112 ? g.norm_mma_min_k_wide : g.norm_mma_min_k;
   const char *env = getenv("FKM_NORM_MMA_MIN_K");
   if (env && *env) min_k = atoll(env);
   return min_k > 0 && s->K >= min_k;
