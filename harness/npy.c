@@ -532,14 +532,20 @@ fkm_status fkm_npy_write_from(const char *path, fkm_npy_type type, int ndim, con
   return FKM_OK;
 }
 
+/* fkm_npy_write's source for fkm_npy_write_from: an array in host memory */
+typedef struct {
+  const void *data;
+  size_t elem;
+} npy_memory;
+
 static fkm_status fill_from_memory(void *ctx, int64_t first, int64_t n, void *dst) {
-  const fkm_npy_memory *m = ctx;
+  const npy_memory *m = ctx;
   memcpy(dst, (const unsigned char *)m->data + (size_t)first * m->elem, (size_t)n * m->elem);
   return FKM_OK;
 }
 
 fkm_status fkm_npy_write(const char *path, fkm_npy_type type, int ndim, const int64_t *shape, const void *data) {
-  fkm_npy_memory m = {data, (type == FKM_NPY_F16) ? 2u : 4u};
+  npy_memory m = {data, npy_type_size(type)};
   return fkm_npy_write_from(path, type, ndim, shape, data ? fill_from_memory : NULL, &m);
 }
 
@@ -563,11 +569,15 @@ fkm_status fkm_npy_map(const char *path, int64_t count, fkm_dtype dtype, fkm_npy
   }
   const size_t elem = npy_type_size(h.type);
   const size_t bytes = (size_t)h.data_offset + (size_t)count * elem;
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || (size_t)sb.st_size < bytes) {
+  const int64_t size = file_size_of(f);
+  if (size < 0) {
     fclose(f);
-    return fkm_fail(FKM_ERR_INPUT, "%s: holds %lld bytes, %zu expected from its header", path,
-                    (long long)sb.st_size, bytes);
+    return fkm_fail(FKM_ERR_IO, "%s: cannot tell its size (not a regular file?)", path);
+  }
+  if ((size_t)size < bytes) {
+    fclose(f);
+    return fkm_fail(FKM_ERR_INPUT, "%s: holds %lld bytes, %zu expected from its header", path, (long long)size,
+                    bytes);
   }
   void *base = bytes > 0 ? mmap(NULL, bytes, PROT_READ, MAP_SHARED, fileno(f), 0) : NULL;
   const int map_errno = errno;

@@ -44,10 +44,6 @@ void fkm_npy_unmap(fkm_npy_mapping *m);
 /* fkm_npy_write_from's source: fills dst with elements [first, first + n) in the
  * file's element type, native byte order. */
 typedef fkm_status (*fkm_npy_fill_fn)(void *ctx, int64_t first, int64_t n, void *dst);
-typedef struct {
-  const void *data;
-  size_t elem;
-} fkm_npy_memory; /* the source of fkm_npy_write: an array in host memory */
 
 /* Writes an array of `ndim` dims (1..3) of type `type`, asking `fill` for it a slice at
  * a time (the data never need to be in host memory at once). */

@@ -53,7 +53,7 @@ static const fkm_variant *usable(const char *name, const fkm_shape *s, const fkm
  * (flash_wgmma_pp: 1M x 1000 x 128 0.497 vs 0.705 wgmma; 1M x 1000 x 64 0.389 vs 0.550
  * mma); between the two (H100, 2026-11-26, A/B runs in both orders and
  * results/h100/ablation_heuristics.json; pp with A in registers and its norm step from
- * K = 4097):
+ * K = 4097, 769 at D > 112):
  *  - flash_wgmma_pp3 (3 warpgroups, 64 x 128 tiles: two fold while one multiplies) with
  *    at least 2^20 points for K <= 128 (1M x 128 x 128: 0.116 vs 0.128 mma, 0.168 pp),
  *    and at D <= 64 for 256 < K < 16384 with at least 2^18 points per batch (1M x 4096

@@ -1,7 +1,7 @@
 /* assign_flash_common.cuh — pieces shared by the FlashAssign kernels
  * assign_flash_simt.cu, assign_flash_mma.cu and assign_flash_tf32.cu (and, through
- * sm90_tma_wgmma.cuh, smem_u32 and the argmin merge for the wgmma kernels):
- *   - the sm_80 cp.async wrappers (global -> shared, zero-fill, groups);
+ * sm90_tma_wgmma.cuh, smem_u32, ldmatrix and the argmin merge for the wgmma kernels):
+ *   - the sm_80 cp.async wrappers (global -> shared, zero-fill, groups) and ldmatrix;
  *   - the ||c||² kernel (fp32 sums, +inf for the padding centroids) and the
  *     element load it widens fp16/bf16 with;
  *   - the lexicographic (score, index) minimum that merges per-lane and
@@ -63,6 +63,17 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+/* Four 8x8 b16 matrices from shared memory (ldmatrix, sm_80+); lanes 8i..8i+7 give the
+ * row addresses of matrix i, and lane l receives row l/4, columns 2(l%4), 2(l%4)+1 of
+ * each: mma.sync's and wgmma's A fragment of 16 x 16. */
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
 #endif
 }
 

@@ -124,16 +124,6 @@ __device__ __forceinline__ float bits_to_f32(unsigned short h) {
 
 /* ---- PTX wrappers (sm_80+; cp.async in assign_flash_common.cuh) ---- */
 
-/* Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, and
- * lane l receives row l/4, columns 2(l%4), 2(l%4)+1 of each. */
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-#endif
-}
-
 __device__ __forceinline__ void st_shared_v4(uint32_t addr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
   asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
 }

@@ -221,14 +221,6 @@ __device__ __forceinline__ void acc_fence(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i]));
 }
 
-/* A warp's four 8x8 b16 matrices from shared memory (lane l gives the row address of
- * matrix l / 8): the mma / wgmma A fragment of 16 rows x 16 columns. */
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
 /* One tile: with kNormMma first the digits step (A = the weights in registers, B = the
  * tile's digits block: acc = -||c||^2 / 2), then NK k-steps of x.c, straight-line (a branch
  * between the wgmmas of a group makes ptxas close and reopen the group around each). k-step
@@ -407,7 +399,8 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
         for (int kk = 0; kk < 8; ++kk) {
           if (kk < p.KS) {
             const uint32_t unit = (uint32_t)(2 * (kk & 3) + (lane >> 4)) ^ (uint32_t)(r & 7);
-            ldmatrix_x4(afr[kk], rbase + (uint32_t)(kk >> 2) * G::XATOM + unit * 16u);
+            ldsm_x4(rbase + (uint32_t)(kk >> 2) * G::XATOM + unit * 16u, afr[kk][0], afr[kk][1], afr[kk][2],
+                    afr[kk][3]);
           }
         }
         __syncwarp();
@@ -639,22 +632,24 @@ static const Shape kShapePP = shape_of<GeoPP>("assign/flash_wgmma_pp", 4097, 769
 static const Shape kShapePP3 = shape_of<GeoPP3>("assign/flash_wgmma_pp3", 16385, 16385, 16385);
 static const Shape kShapePPFold = shape_of<GeoPP>("assign/flash_wgmma_pp_fold", 0, 0, 0);
 
-/* FKM_NORM_MMA_MIN_K overrides the K from which pp and pp3 take the norm step (1: always,
- * 0: never), so the tests run both paths on every shape; flash_wgmma_pp_fold never does. */
+/* The K from which a path is taken: the shape's, or the environment variable's when set
+ * (1: always, 0: never), so the tests can run every path on every shape. */
+static int64_t min_k_of(const char *var, int64_t shape_min_k) {
+  const char *env = getenv(var);
+  return env && *env ? atoll(env) : shape_min_k;
+}
+
+/* The norm step (FKM_NORM_MMA_MIN_K); flash_wgmma_pp_fold never takes it. */
 static bool norm_in_mma(const Shape &g, const fkm_shape *s) {
   if (g.norm_mma_min_k == 0) return false;
-  int64_t min_k = s->D > 112 ? g.norm_mma_min_k_wide : g.norm_mma_min_k;
-  const char *env = getenv("FKM_NORM_MMA_MIN_K");
-  if (env && *env) min_k = atoll(env);
+  const int64_t min_k = min_k_of("FKM_NORM_MMA_MIN_K", s->D > 112 ? g.norm_mma_min_k_wide : g.norm_mma_min_k);
   return min_k > 0 && s->K >= min_k;
 }
 
-/* FKM_RECORD_FOLD_MIN_K overrides the K from which the norm-step path takes record_fold
- * (1: always, 0: never), for the tests. */
+/* record_fold on the norm-step path (FKM_RECORD_FOLD_MIN_K). */
 static bool record_fold_on(const Shape &g, const fkm_shape *s) {
-  int64_t min_k = g.record_min_k;
-  const char *env = getenv("FKM_RECORD_FOLD_MIN_K");
-  if (env && *env && g.record_min_k != 0) min_k = atoll(env);
+  if (g.record_min_k == 0) return false;
+  const int64_t min_k = min_k_of("FKM_RECORD_FOLD_MIN_K", g.record_min_k);
   return min_k > 0 && s->K >= min_k;
 }
 

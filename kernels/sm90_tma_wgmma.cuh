@@ -1,12 +1,13 @@
 /* sm90_tma_wgmma.cuh — the Hopper (sm_90a) building blocks shared by the FlashAssign
  * kernels that use TMA and wgmma (assign_flash_wgmma.cu, assign_flash_wgmma_pp.cu):
  * fp16/bf16 unpacking, the ||c||^2 kernel with pp's optional -||c||^2 / 2 digits, the
- * record fold of a tile and the end-of-item quad merge + row write (every target), mbarrier / TMA / wgmma
- * fence-commit-wait wrappers and the 128B-swizzle shared-memory descriptor (sm_90a only,
- * under FKM_FW_SM90A), and the host side: the device query and the tensor maps. It takes
- * smem_u32 from assign_flash_common.cuh, and its quad merge breaks ties as that file's
- * lex_min does, like every FlashAssign variant. Private to those files: everything is in an
- * anonymous namespace, so each includes its own copy.
+ * record fold of a tile and the end-of-item quad merge + row write (every target),
+ * mbarrier / TMA / wgmma fence-commit-wait wrappers and the 128B-swizzle shared-memory
+ * descriptor (sm_90a only, under FKM_FW_SM90A), and the host side: the device query and
+ * the tensor maps. It takes smem_u32 and ldsm_x4 from assign_flash_common.cuh, and its
+ * quad merge breaks ties as that file's lex_min does, like every FlashAssign variant.
+ * Private to those files: everything is in an anonymous namespace, so each includes its
+ * own copy.
  * Layout convention: a tensor is [B][rows][D] row-major; TMA boxes are 64 elements
  * (128 bytes) of D by box_rows rows, 128-byte swizzled, so every "atom" of box_rows
  * rows x 128 B starts on a 1024-byte boundary in shared memory. */
