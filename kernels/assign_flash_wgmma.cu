@@ -21,7 +21,8 @@
  *      wave work on one or two batches at a time: that batch's C stays hot in L2).
  * *
  * Block roles (warp specialisation, setmaxnreg 40 / 232)
- *   warpgroup 0 (producer): one thread issues every TMA; the other 127 threads exit.
+ *   warpgroup 0 (producer): one thread issues every TMA; in the bm128 kernel warps 1-3 sum
+ *     ||x||^2 of each item's rows from its X tile (the rest of warp 0 exits; bm256: all).
  *   warpgroups 1, 2 (consumers): wgmma.m64n128k16 (fp32 accum) with A = X rows and
  *     B = a 128-centroid tile, both from shared memory through descriptors (K-major,
  *     128-byte swizzle); two accumulator sets of 64 fp32 registers per thread.
@@ -71,8 +72,9 @@
  *   So for D > 256 the X tile (up to 128 x 512) stays resident and the *centroid* tiles
  *   stream in D-chunks of 128 columns; the X reload between items is pipelined per chunk:
  *   X chunk c of the next item is loaded as soon as the last centroid tile's chunk c of
- *   the current item has been consumed (+ an L2 prefetch of the next item's X at the
- *   start of each item), so it overlaps the remaining chunks + epilogue.
+ *   the current item has been consumed, so it overlaps the remaining chunks + epilogue.
+ *   (An L2 prefetch of the next item's X at each item's start cost 2.7 % at
+ *   1M x 1024 x 512: removed, NOTES.md.)
  *   D > 512 is NOT supported (X would not fit); supports() says so.
  * Pipeline (per consumer warpgroup). One "group" = the wgmmas of one chunk of one tile
  * (ks = min(4*CH, ceil(D/16) - 4*CH*c) k-steps of m64n128k16, one commit group); the two
@@ -80,7 +82,7 @@
  * set is chosen at compile time). Tile t+1 (set P) runs as:
  *   chunk 0: wait full -> wgmma.fence -> wgmmas (scale-d 0 on the first) -> commit ->
  *            argmin epilogue of tile t on the other set (tensor cores busy meanwhile) ->
- *            item finalize if tile t ended an item -> ||x||^2 if t+1 starts an item
+ *            item finalize if tile t ended an item
  *   chunk c: wait full -> wgmmas -> commit -> wait_group 1 -> release chunk c-1
  *   end:     __ldg ||c||^2 of tile t+1's columns -> wait_group 0 -> release last chunk
  *   Releases of the item's last tile also free the X chunk slots.
@@ -93,8 +95,12 @@
  *   picks the sequence). Check after any edit: -Xptxas -v prints no C75xx line. Cost: per
  *   warpgroup a short issue gap between tiles, filled by the other consumer warpgroup.
  *   ||c||^2 comes from global (tiny, L1/L2 resident) so all smem goes to X/C tiles.
- *   ||x||^2 is summed from the X tile in shared memory (swizzle-agnostic: a thread sums
- *   whole 16-byte chunks of its rows).
+ *   ||x||^2 is summed from the X tile in shared memory by the producer warpgroup's warps 1-3
+ *   (a thread per row, whole 16-byte units: the swizzle does not matter), which also hold
+ *   each X chunk slot until they have read it; the sums reach the consumers' item finalize
+ *   through two 128-float buffers and named barriers. Summed by the consumers in an item's
+ *   first tile, they emptied both warpgroups' MMA queues at once (1M x 1024 x 512: 1.78 ->
+ *   1.61 ms together with the prefetch's removal, H100; NOTES.md).
  *
  * Epilogue: thread (warp w of the warpgroup, lane = 4g + q) holds rows 16w+g and 16w+g+8
  *   of a 64-row block and columns 8j + 2q + {0,1}, j = 0..15 (wgmma D fragment layout).
@@ -118,6 +124,9 @@
  * The sm_90a code is guarded by __CUDA_ARCH_FEAT_SM90_ALL so the file also builds for
  * other targets (the kernel body traps there; supports() rejects cc != 90).
  * Debug: -DFKM_FW_HANG_TRAP traps (with a message) on an mbarrier wait that never completes.
+ * -DFKM_FW_PHASE_CLOCK: the bm128 kernel's block 0 times its consumer warpgroups' phases per
+ *   tile with clock64 (X wait, C wait, MMA issue, epilogue, MMA wait, other); run() prints
+ *   the means to stderr (NOTES.md).
  */
 #include "variant.h"
 #include "device.h"
@@ -150,6 +159,13 @@ constexpr int kMaxD = 512;
 constexpr int kMaxStages = 8;
 constexpr int kMaxXSlots = 8;
 constexpr uint32_t kBarBytes = 8u * (2u * kMaxStages + 2u * kMaxXSlots);
+/* bm128: ||x||^2 of an item's rows, summed by the producer warpgroup's warps 1-3 into one
+ * of two 128-float buffers after the barriers (by item parity), handed to the consumer
+ * warps through named barriers (full: kXnFullBar + parity, empty: kXnEmptyBar + parity) */
+constexpr uint32_t kXnBytes = 2u * 128u * 4u;
+constexpr uint32_t kXnWarps = 3u;
+constexpr int kXnFullBar = 2, kXnEmptyBar = 4;
+constexpr int kXnBarThreads = 32 * (int)kXnWarps + 256; /* the norm warps and the consumers */
 constexpr uint32_t kAlignSlack = 1024u;
 
 struct Params {
@@ -164,7 +180,6 @@ struct Params {
   int NCH;       /* chunks per tile */
   int NXS;       /* X ring slots */
   int S;         /* C ring stages */
-  int prefetch_x;/* L2-prefetch the next item's X (single-buffered X) */
   int resident;  /* BM=256 kernel: all T centroid tiles stay in stages 0..T-1 (S == T) */
   const float *cnorm;
   int32_t *labels;
@@ -286,6 +301,12 @@ __device__ __forceinline__ void tile_fold(float (&acc)[64], const float2 (&cnv)[
 
 #endif /* FKM_FW_SM90A */
 
+#ifdef FKM_FW_PHASE_CLOCK
+/* bm128 kernel, warp 0 of each consumer warpgroup of block 0: cycles per tile of the phases
+ * (X wait, C wait, MMA issue, epilogue, MMA wait, other), then the tile count */
+__device__ long long g_fw_phase[2][7];
+#endif
+
 /* ---------------------------------------------------------------------------------- */
 /* the fused kernel                                                                     */
 
@@ -311,6 +332,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto cempty = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(kMaxStages + i); };
   auto xfull = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(2 * kMaxStages + i); };
   auto xempty = [&](int i) -> uint32_t { return bar0 + 8u * (uint32_t)(2 * kMaxStages + kMaxXSlots + i); };
+  float *const xn_buf = reinterpret_cast<float *>(smem + bar_off + kBarBytes); /* [2][128] */
 
   const int warp = (int)(threadIdx.x >> 5);
   const int lane = (int)(threadIdx.x & 31);
@@ -322,7 +344,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     for (int i = 0; i < p.NXS; ++i) {
       mbar_init(xfull(i), 1);
-      mbar_init(xempty(i), kEmptyCount);
+      mbar_init(xempty(i), kEmptyCount + kXnWarps); /* the consumers and the norm warps */
     }
     /* make the initialised barriers visible to the async proxy (TMA complete_tx) */
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -340,14 +362,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int item = blockIdx.x; item < p.items; item += gridDim.x) {
         const int b = item / p.tiles_n;
         const int n0 = (item - b * p.tiles_n) * kBM;
-        if (p.prefetch_x) {
-          const int nx = item + (int)gridDim.x;
-          if (nx < p.items) {
-            const int bb = nx / p.tiles_n;
-            const int nn0 = (nx - bb * p.tiles_n) * kBM;
-            for (int a = 0; a < p.A; ++a) tma_prefetch_3d(&tmX, a * kAtomCols, nn0, bb);
-          }
-        }
         for (int t = 0; t < p.T; ++t) {
           for (int c = 0; c < p.NCH; ++c) {
             const int na = min(p.CH, p.A - c * p.CH);
@@ -371,6 +385,47 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
+    else if (warp >= 1) {
+      /* ||x||^2 of the item's 128 rows, off the consumers' path: thread i sums row i (warp 1
+       * also rows 96-127), the 16-byte units of a row in an order rotated by the row so a
+       * warp's loads spread over all bank groups; each X chunk is released once read (its
+       * empty barrier counts these warps), the sums go to the item's buffer */
+      const int r0 = (int)threadIdx.x - 32, r1 = r0 + 96; /* r1 < 128 in warp 1 only */
+      int xs0 = 0;
+      uint32_t xph0 = 0;
+      int it = 0;
+      for (int item = blockIdx.x; item < p.items; item += gridDim.x, ++it) {
+        const int par = it & 1;
+        if (it >= 2) named_bar_sync(kXnEmptyBar + par, kXnBarThreads); /* item it-2's sums read */
+        float s0 = 0.f, s1 = 0.f;
+        for (int c = 0; c < p.NCH; ++c) {
+          int xslot = xs0 + c;
+          uint32_t xpar = xph0;
+          if (xslot >= p.NXS) { xslot -= p.NXS; xpar ^= 1u; }
+          mbar_wait(xfull(xslot), xpar);
+          const int na = min(p.CH, p.A - c * p.CH);
+          const uint8_t *xb = smem + (size_t)xslot * chunk_bytes;
+          for (int a = 0; a < na; ++a) {
+            const uint8_t *ra = xb + (size_t)a * kAtomBytes;
+#pragma unroll 4
+            for (int j = 0; j < 8; ++j)
+              s0 = sumsq8<kBF16>(*reinterpret_cast<const uint4 *>(ra + r0 * 128 + (((j + r0) & 7) << 4)), s0);
+            if (warp == 1) {
+#pragma unroll 4
+              for (int j = 0; j < 8; ++j)
+                s1 = sumsq8<kBF16>(*reinterpret_cast<const uint4 *>(ra + r1 * 128 + (((j + r1) & 7) << 4)), s1);
+            }
+          }
+          __syncwarp();
+          if (lane == 0) mbar_arrive(xempty(xslot));
+        }
+        xn_buf[par * 128 + r0] = s0;
+        if (warp == 1) xn_buf[par * 128 + r1] = s1;
+        named_bar_arrive(kXnFullBar + par, kXnBarThreads);
+        xs0 += p.NCH;
+        if (xs0 >= p.NXS) { xs0 -= p.NXS; xph0 ^= 1u; }
+      }
+    }
     return;
   }
 
@@ -391,7 +446,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   float bs[2] = {INFINITY, INFINITY}; /* running min score of rows row0, row0+8 (this thread's columns) */
   int bi[2] = {0, 0};                 /* its centroid index */
-  float xn[2] = {0.f, 0.f};           /* partial ||x||^2 of the two rows */
 
   int cs = 0;        /* C ring position */
   uint32_t cph = 0;
@@ -406,35 +460,45 @@ __global__ void __launch_bounds__(kThreads, 1)
   bool pv = false;      /* exists */
   bool pv_fin = false;  /* it was its item's last tile: write the item's results after it */
   int pv_col0 = 0;      /* its first centroid index */
-  int pv_b = 0, pv_n0 = 0;
+  int pv_item = 0;      /* its item */
   float2 cnv[16];       /* ||c||^2 of its columns 8j+2tq, 8j+2tq+1 */
 #pragma unroll
   for (int j = 0; j < 16; ++j) cnv[j] = make_float2(0.f, 0.f);
 
-  auto finalize = [&](int fb, int fn0) {
+#ifdef FKM_FW_PHASE_CLOCK
+  long long ph_sum[6] = {0, 0, 0, 0, 0, 0}, ph_last = clock64(), ph_tiles = 0;
+  const bool ph_on = lane == 0 && wq == 0 && blockIdx.x == 0;
+#define FW_PHASE(k)                                                                    \
+  do {                                                                                 \
+    if (ph_on) {                                                                       \
+      const long long now_ = clock64();                                                \
+      ph_sum[k] += now_ - ph_last;                                                     \
+      ph_last = now_;                                                                  \
+    }                                                                                  \
+  } while (0)
+#else
+#define FW_PHASE(k) \
+  do {              \
+  } while (0)
+#endif
+
+  /* the item's rows: (score, index) minimum over the quad, and ||x||^2 from the norm warps
+   * (the block's k-th item uses buffer k % 2; its empty barrier is awaited only by the
+   * block's item k + 2, so the consumers arrive on it only when that item exists) */
+  auto finalize = [&](int fitem) {
+    const int fb = fitem / p.tiles_n;
+    const int fn0 = (fitem - fb * p.tiles_n) * kBM;
+    const int par = ((fitem - (int)blockIdx.x) / (int)gridDim.x) & 1;
+    named_bar_sync(kXnFullBar + par, kXnBarThreads);
+    float xn[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) xn[h] = tq == 0 ? xn_buf[par * 128 + row0 + 8 * h] : 0.f; /* the merge sums a quad */
+    if (fitem + 2 * (int)gridDim.x < p.items) named_bar_arrive(kXnEmptyBar + par, kXnBarThreads);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       quad_merge_write_row(bs[h], bi[h], xn[h], tq == h, fb, fn0 + row0 + 8 * h, p.N, p.labels, p.dist);
       bs[h] = INFINITY;
       bi[h] = 0;
-      xn[h] = 0.f;
-    }
-  };
-
-  /* ||x||^2 of this thread's two rows over the atoms of one X chunk. Whole 16-byte units of
-   * a row are summed, so the 128B swizzle (a permutation within the row) does not matter. */
-  auto add_xnorm = [&](int xslot, int na) {
-    const uint8_t *xb = smem + (size_t)xslot * chunk_bytes;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const uint8_t *rp = xb + (size_t)(row0 + 8 * h) * 128u + (size_t)tq * 32u;
-      float s = xn[h];
-      for (int a = 0; a < na; ++a) {
-        const uint4 *q = reinterpret_cast<const uint4 *>(rp + (size_t)a * kAtomBytes);
-        s = sumsq8<kBF16>(q[0], s);
-        s = sumsq8<kBF16>(q[1], s);
-      }
-      xn[h] = s;
     }
   };
 
@@ -446,8 +510,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     int xslot = xs0 + c;
     uint32_t xpar = xph0;
     if (xslot >= p.NXS) { xslot -= p.NXS; xpar ^= 1u; }
+    FW_PHASE(5);
     if (t == 0) mbar_wait(xfull(xslot), xpar);
+    FW_PHASE(0);
     mbar_wait(cfull(cs), cph);
+    FW_PHASE(1);
     __syncwarp();
     const uint32_t a_base = sbase + (uint32_t)xslot * chunk_bytes + a_row_off;
     const uint32_t b_base = sbase + c_off + (uint32_t)cs * chunk_bytes;
@@ -461,6 +528,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     case 7: issue_group<kBF16, 7>(acc, a_base, b_base, scale0); break;
     default: issue_group<kBF16, 8>(acc, a_base, b_base, scale0); break;
     }
+    FW_PHASE(2);
     return xslot;
   };
 
@@ -477,7 +545,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   /* One centroid tile into accumulator set P. Nothing is in flight when it starts or ends
    * (ptxas only overlaps wgmma with code reading the *other* accumulator set when no
    * wgmma group is pending across a loop back edge; otherwise it serialises them all):
-   *   chunk 0: issue -> previous tile's epilogue (+ item finalize) -> x norms
+   *   chunk 0: issue -> previous tile's epilogue (+ item finalize)
    *   chunk c: issue -> wait_group 1 -> release chunk c-1
    *   end:     ||c||^2 loads for this tile -> wait_group 0 -> release the last chunk */
   auto tile_body = [&](auto pc) {
@@ -496,17 +564,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         tile_fold(accO, cnv, pv_col0 + 2 * tq, bs, bi);
       else
         tile_argmin(accO, cnv, pv_col0 + 2 * tq, bs, bi);
-      if (pv_fin) finalize(pv_b, pv_n0);
+      if (pv_fin) finalize(pv_item);
     }
-    if (t == 0) add_xnorm(xslot, min(p.CH, p.A));
+    FW_PHASE(3);
     int stage = cs;
     if (++cs == p.S) { cs = 0; cph ^= 1u; }
 
     for (int c = 1; c < p.NCH; ++c) {
       const int xs_c = issue_chunk(accN, c, 1u);
       wg_wait<1>(); /* chunk c-1 complete */
+      FW_PHASE(4);
       release(stage, last_tile, xslot);
-      if (t == 0) add_xnorm(xs_c, min(p.CH, p.A - c * p.CH));
+      FW_PHASE(5);
       xslot = xs_c;
       stage = cs;
       if (++cs == p.S) { cs = 0; cph ^= 1u; }
@@ -518,15 +587,19 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int j = 0; j < 16; ++j) cnv[j] = __ldg(src + 4 * j);
     }
+    FW_PHASE(5);
     wg_wait<0>();
     acc_fence(accN); /* no read of accN may move above the wait */
+    FW_PHASE(4);
     release(stage, last_tile, xslot);
+#ifdef FKM_FW_PHASE_CLOCK
+    ph_tiles++;
+#endif
 
     pv = true;
     pv_fin = last_tile;
     pv_col0 = t * kBN;
-    pv_b = b;
-    pv_n0 = n0;
+    pv_item = item;
   };
 
   auto advance = [&]() {
@@ -566,7 +639,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     else
       tile_argmin(acc1, cnv, pv_col0 + 2 * tq, bs, bi);
   }
-  finalize(pv_b, pv_n0);
+  finalize(pv_item);
+#ifdef FKM_FW_PHASE_CLOCK
+  if (ph_on && ph_tiles) {
+    for (int k = 0; k < 6; ++k) g_fw_phase[wg][k] = ph_sum[k] / ph_tiles;
+    g_fw_phase[wg][6] = ph_tiles;
+  }
+#endif
+#undef FW_PHASE
 #elif defined(__CUDA_ARCH__)
   (void)tmX;
   (void)tmC;
@@ -856,7 +936,7 @@ static int make_cfg(int64_t D, int64_t smem_optin, Cfg *c) {
   c->CH = c->A <= 2 ? c->A : 2;
   c->NCH = (c->A + c->CH - 1) / c->CH;
   const int64_t unit = (int64_t)c->CH * kAtomBytes;
-  const int64_t fixed = kAlignSlack + kBarBytes;
+  const int64_t fixed = kAlignSlack + kBarBytes + kXnBytes;
   if (smem_optin <= fixed) return -1;
   const int U = (int)((smem_optin - fixed) / unit);
   if (c->NCH == 1) {
@@ -1035,6 +1115,9 @@ static fkm_status fw_setup_path(const fkm_problem *p, void **state, bool v1) {
   return FKM_OK;
 }
 
+#ifdef FKM_FW_PHASE_CLOCK
+static const char *fw_describe(void *state);
+#endif
 static fkm_status fw_run(const fkm_problem *p, void *state, cudaStream_t stream) {
   State *st = static_cast<State *>(state);
   if (!st) return fkm_fail(FKM_ERR_INTERNAL, "assign/flash_wgmma: run without setup");
@@ -1070,7 +1153,6 @@ static fkm_status fw_run(const fkm_problem *p, void *state, cudaStream_t stream)
   prm.NCH = st->cfg.NCH;
   prm.NXS = st->cfg.NXS;
   prm.S = st->cfg.S;
-  prm.prefetch_x = st->cfg.NXS < 2 * st->cfg.NCH ? 1 : 0;
   prm.resident = st->cfg.resident;
   prm.cnorm = st->cn;
   prm.labels = p->labels;
@@ -1092,6 +1174,19 @@ static fkm_status fw_run(const fkm_problem *p, void *state, cudaStream_t stream)
     break;
   }
   FKM_CUDA_LAUNCH();
+#ifdef FKM_FW_PHASE_CLOCK
+  if (st->path != kPathBM256) {
+    long long ph[2][7];
+    FKM_CUDA(cudaStreamSynchronize(stream));
+    FKM_CUDA(cudaMemcpyFromSymbol(ph, g_fw_phase, sizeof ph));
+    for (int w = 0; w < 2; ++w)
+      fprintf(stderr,
+              "%s %dx%dx%dx%d block 0 warpgroup %d, cycles per tile over %lld tiles: X wait %lld, C wait %lld, "
+              "MMA issue %lld, epilogue %lld, MMA wait %lld, other %lld\n",
+              fw_describe(st), (int)s->B, (int)s->N, (int)s->K, (int)s->D, w, ph[w][6], ph[w][0], ph[w][1], ph[w][2],
+              ph[w][3], ph[w][4], ph[w][5]);
+  }
+#endif
   return FKM_OK;
 }
 

@@ -56,7 +56,10 @@
  *   fit twice), compute capability 9.0.
  * -DFKM_PP_PHASE_CLOCK: each consumer warpgroup of block 0 times its phases per tile with
  *   clock64 (loop, turn, data wait, MMA issue, before the MMA wait, MMA wait, fold) and
- *   run() prints the means to stderr: where the cycles of a tile go (NOTES.md). */
+ *   run() prints the means to stderr: where the cycles of a tile go (NOTES.md).
+ * -DFKM_PP_TIMELINE: every block records %globaltimer at entry, when its barriers are ready,
+ *   when its first X tile is in, and at the end of each consumer warpgroup; run() prints the
+ *   spread over blocks (ramp-up and tail of a launch, NOTES.md). */
 #include "device.h"
 #include "error.h"
 #include "pdl.cuh"
@@ -65,6 +68,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <algorithm>
 #include <new>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,17 +132,29 @@ struct Params {
 /* per consumer warpgroup of block 0: mean cycles per tile of the 7 phases, then the tile count */
 __device__ long long g_phase_cycles[4][8];
 #endif
+#ifdef FKM_PP_TIMELINE
+/* per block, %globaltimer (ns): entry, barriers ready, first X tile in (consumer warpgroup 0),
+ * then the end of each consumer warpgroup */
+constexpr int kTimelineBlocks = 1024;
+__device__ unsigned long long g_pp_timeline[kTimelineBlocks][7];
+__device__ __forceinline__ unsigned long long pp_now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+#define PP_TIMELINE(k, cond)                                                       \
+  do {                                                                             \
+    if ((cond) && blockIdx.x < kTimelineBlocks) g_pp_timeline[blockIdx.x][k] = pp_now(); \
+  } while (0)
+#else
+#define PP_TIMELINE(k, cond) \
+  do {                       \
+  } while (0)
+#endif
 #ifdef FKM_FW_SM90A
 
 constexpr int kTurnBar = 1;       /* named barriers kTurnBar + w: warpgroup w's turn */
 constexpr int kTurnThreads = 256; /* the waiting warpgroup and the one that hands over */
-
-__device__ __forceinline__ void named_bar_sync(int id, int n) {
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
-}
-__device__ __forceinline__ void named_bar_arrive(int id, int n) {
-  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
-}
 
 #define FKM_PP_REGS128 \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
@@ -386,6 +402,7 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
       named_bar_sync(my_turn, kTurnThreads);
       PHASE_MARK(1);
       if (t == 0) mbar_wait(sm.xfull(xs), xph);
+      PP_TIMELINE(2, item == (int)blockIdx.x && t == 0 && wg == 0 && lane == 0 && wq == 0);
       mbar_wait(sm.cfull(cs), cph);
       PHASE_MARK(2);
       __syncwarp();
@@ -518,6 +535,7 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
     }
     if (++xs == p.NXS) { xs = 0; xph ^= 1u; }
   }
+  PP_TIMELINE(3 + wg, lane == 0 && wq == 0);
 #ifdef FKM_PP_PHASE_CLOCK
   if (ph_on && ph_tiles) {
     for (int k = 0; k < 7; ++k) g_phase_cycles[wg][k] = ph_sum[k] / ph_tiles;
@@ -534,6 +552,7 @@ __global__ void __launch_bounds__(G::THREADS, 1)
     flash_assign_pp_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
                            const __grid_constant__ CUtensorMap tmN, const Params p) {
 #ifdef FKM_FW_SM90A
+  PP_TIMELINE(0, threadIdx.x == 0);
   fkm_pdl_wait(); /* launched behind the norm kernel (pdl.cuh): its cn, digits, range flag */
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw_addr = smem_u32(smem_raw);
@@ -567,6 +586,7 @@ __global__ void __launch_bounds__(G::THREADS, 1)
     if (norm_mma) asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&tmN)) : "memory");
   }
   __syncthreads();
+  PP_TIMELINE(1, threadIdx.x == 0);
 
   if (warp < 4) {
     /* ============================== producer warpgroup ============================== */
@@ -864,6 +884,34 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
   if (st->g.nwg == 2) launched = bf ? launch<true, GeoPP>(st, prm, stream) : launch<false, GeoPP>(st, prm, stream);
   else launched = bf ? launch<true, GeoPP3>(st, prm, stream) : launch<false, GeoPP3>(st, prm, stream);
   FKM_TRY(launched);
+#ifdef FKM_PP_TIMELINE
+  {
+    static unsigned long long tl[kTimelineBlocks][7];
+    FKM_CUDA(cudaStreamSynchronize(stream));
+    FKM_CUDA(cudaMemcpyFromSymbol(tl, g_pp_timeline, sizeof tl));
+    const int nb = st->grid < kTimelineBlocks ? st->grid : kTimelineBlocks;
+    unsigned long long t0 = ~0ull;
+    for (int i = 0; i < nb; ++i) t0 = tl[i][0] < t0 ? tl[i][0] : t0;
+    double v[5][kTimelineBlocks];
+    for (int i = 0; i < nb; ++i) {
+      unsigned long long end = 0;
+      for (int w = 0; w < st->g.nwg; ++w) end = tl[i][3 + w] > end ? tl[i][3 + w] : end;
+      v[0][i] = (tl[i][0] - t0) * 1e-3;
+      v[1][i] = (tl[i][1] - t0) * 1e-3;
+      v[2][i] = (tl[i][2] - t0) * 1e-3;
+      v[3][i] = (end - t0) * 1e-3;
+      v[4][i] = (tl[i][3] - t0) * 1e-3; /* warpgroup 0's end */
+    }
+    static const char *names[5] = {"entry", "ready", "first X in", "block end", "wg0 end"};
+    fprintf(stderr, "%s %dx%dx%dx%d timeline over %d blocks (us from the first entry): ", st->g.name, (int)s->B,
+            (int)s->N, (int)s->K, (int)s->D, nb);
+    for (int k = 0; k < 5; ++k) {
+      std::sort(v[k], v[k] + nb);
+      fprintf(stderr, "%s min %.2f med %.2f max %.2f; ", names[k], v[k][0], v[k][nb / 2], v[k][nb - 1]);
+    }
+    fprintf(stderr, "\n");
+  }
+#endif
 #ifdef FKM_PP_PHASE_CLOCK
   {
     long long ph[4][8];
