@@ -8,6 +8,7 @@
  *   configs/x.json: experiments[2].axes.K[1]: expected a positive integer, got -3
  * Nothing here prints or exits; errors go through fkm_fail(). */
 #include "config.h"
+#include "l2_flush.h"
 
 #include "error.h"
 #include "npy.h"
@@ -46,7 +47,7 @@ void fkm_measure_defaults(fkm_measure_cfg *m) {
   m->max_samples = 200;
   m->noise_target = 0.02;
   m->budget_s = 2.0;
-  m->flush_l2 = 1;
+  m->flush_l2 = FKM_FLUSH_CLEAN;
 }
 
 /* ---- glob matching ------------------------------------------------------ */
@@ -225,8 +226,15 @@ static fkm_status parse_measure(const parse_ctx *ctx, const cJSON *obj, const ch
   }
   if ((item = cJSON_GetObjectItemCaseSensitive(obj, "flush_l2"))) {
     p = path_key(path, "flush_l2");
-    if (!cJSON_IsBool(item)) return type_error(ctx, p.s, "true or false", item);
-    out->flush_l2 = cJSON_IsTrue(item) ? 1 : 0;
+    if (cJSON_IsBool(item)) {
+      out->flush_l2 = cJSON_IsTrue(item) ? FKM_FLUSH_CLEAN : FKM_FLUSH_NONE;
+    } else if (cJSON_IsString(item) && !strcmp(item->valuestring, "clean")) {
+      out->flush_l2 = FKM_FLUSH_CLEAN;
+    } else if (cJSON_IsString(item) && !strcmp(item->valuestring, "write")) {
+      out->flush_l2 = FKM_FLUSH_WRITE;
+    } else {
+      return type_error(ctx, p.s, "true, false, \"clean\" or \"write\"", item);
+    }
   }
   if (out->min_samples > out->max_samples) {
     /* Blame the key this block set; the other value may be inherited. */

@@ -20,7 +20,7 @@ typedef struct {
   int max_samples;     /* never more than this many */
   double noise_target; /* stop once relative stdev of samples <= this (after min_samples) */
   double budget_s;     /* stop sampling a case after this many seconds (after min_samples) */
-  int flush_l2;        /* flush L2 before each sample */
+  int flush_l2;        /* L2 flush before each sample: an fkm_flush_mode (l2_flush.h) */
 } fkm_measure_cfg;
 
 typedef enum { FKM_DATA_BLOBS = 0, FKM_DATA_NORMAL, FKM_DATA_UNIFORM, FKM_DATA_SKEWED, FKM_DATA_NPY, FKM_DATA_COUNT } fkm_data_kind;

@@ -1,5 +1,6 @@
 /* results.c — see results.h. */
 #include "results.h"
+#include "l2_flush.h"
 #include "error.h"
 
 #include <errno.h>
@@ -42,12 +43,14 @@ fkm_status fkm_json_write_atomic(const char *path, const cJSON *doc) {
 }
 
 cJSON *fkm_timing_json(const fkm_stats *st, int samples, int warmup, int flush_l2, const char *clock, int converged) {
+  /* flush_l2: an fkm_flush_mode; the row says whether and how the L2 was emptied */
   cJSON *t = cJSON_CreateObject();
   cJSON_AddStringToObject(t, "unit", "ms");
   cJSON_AddStringToObject(t, "clock", clock);
   cJSON_AddNumberToObject(t, "samples", samples);
   cJSON_AddNumberToObject(t, "warmup", warmup);
-  cJSON_AddBoolToObject(t, "flush_l2", flush_l2);
+  cJSON_AddBoolToObject(t, "flush_l2", flush_l2 != FKM_FLUSH_NONE);
+  if (flush_l2 != FKM_FLUSH_NONE) cJSON_AddStringToObject(t, "flush_l2_method", fkm_flush_mode_name((fkm_flush_mode)flush_l2));
   cJSON_AddNumberToObject(t, "median", st->median);
   cJSON_AddNumberToObject(t, "q1", st->q1);
   cJSON_AddNumberToObject(t, "q3", st->q3);

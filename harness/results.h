@@ -33,6 +33,7 @@ fkm_status fkm_json_write_atomic(const char *path, const cJSON *doc);
 /* The `timing` object of a results row (results/SCHEMA.md): the summary of
  * `samples` samples in ms, after `warmup` untimed runs; `converged`: the
  * spread reached the noise target. */
+/* flush_l2: the fkm_flush_mode the samples ran under (FKM_FLUSH_NONE: not flushed) */
 cJSON *fkm_timing_json(const fkm_stats *st, int samples, int warmup, int flush_l2, const char *clock, int converged);
 
 /* Reads and parses a JSON file into *out (the caller deletes it). FKM_ERR_IO

@@ -7,6 +7,7 @@
  * failure becomes the row's status; only a sticky CUDA error (a corrupted
  * context) ends the sweep, with all finished rows already on disk. */
 #include "runner.h"
+#include "l2_flush.h"
 #include "config.h"
 #include "data.h"
 #include "device.h"
@@ -253,8 +254,8 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
   fkm_status err = FKM_OK;
   while (n < m->max_samples) {
     if (gpu && m->flush_l2 && ctx->flush_buf) {
-      cudaError_t e = cudaMemsetAsync(ctx->flush_buf, n & 0xff, ctx->flush_bytes, ctx->stream);
-      if (e != cudaSuccess) { err = fkm_cuda_fail_at(e, "cudaMemsetAsync(L2 flush)", __FILE__, __LINE__); break; }
+      err = fkm_l2_flush(ctx->flush_buf, ctx->flush_bytes, (fkm_flush_mode)m->flush_l2, n, ctx->stream);
+      if (err != FKM_OK) break;
     }
     fkm_nvtx_push("sample");
     double ms;
@@ -291,7 +292,7 @@ static fkm_status time_samples(run_ctx *ctx, const fkm_case *c, const fkm_proble
   if (err == FKM_OK && have_clock) have_clock = probe_clock(c, ctx->stream, &mhz_after);
   if (err == FKM_OK) {
     fkm_stats_compute(samples, n, &st);
-    res->timing = fkm_timing_json(&st, n, m->warmup, gpu && m->flush_l2 && ctx->flush_buf,
+    res->timing = fkm_timing_json(&st, n, m->warmup, gpu && ctx->flush_buf ? m->flush_l2 : FKM_FLUSH_NONE,
                                   gpu ? "cuda_event" : "host_monotonic", st.rel_stdev <= m->noise_target);
     if (have_clock) { /* 0.1 MHz: the probe is good to ~0.2 %, more digits would be noise */
       cJSON *clk = cJSON_AddObjectToObject(res->timing, "sm_clock_measured_mhz");
@@ -329,8 +330,8 @@ static fkm_status time_phases(run_ctx *ctx, const fkm_case *c, const fkm_problem
   fkm_nvtx_push("phases");
   for (int r = 0; r < runs && err == FKM_OK; r++) {
     if (m->flush_l2 && ctx->flush_buf) {
-      cudaError_t e = cudaMemsetAsync(ctx->flush_buf, r & 0xff, ctx->flush_bytes, ctx->stream);
-      if (e != cudaSuccess) { err = fkm_cuda_fail_at(e, "cudaMemsetAsync(L2 flush)", __FILE__, __LINE__); break; }
+      err = fkm_l2_flush(ctx->flush_buf, ctx->flush_bytes, (fkm_flush_mode)m->flush_l2, r, ctx->stream);
+      if (err != FKM_OK) break;
     }
     cudaEventRecord(ctx->e0, ctx->stream);
     err = c->v->run(&q, state, ctx->stream);
@@ -952,7 +953,7 @@ int fkm_run_command(const fkm_run_opts *o) {
       } else if (!o->quiet) {
         fprintf(stderr, "flashkm: ceilings not measured: %s\n", fkm_last_error());
       }
-      ctx.flush_bytes = (size_t)(ctx.dev.l2_bytes > 0 ? ctx.dev.l2_bytes : (64 << 20)) * 2;
+      ctx.flush_bytes = fkm_l2_flush_bytes((size_t)(ctx.dev.l2_bytes > 0 ? ctx.dev.l2_bytes : (64 << 20)));
       if (cudaMalloc(&ctx.flush_buf, ctx.flush_bytes) != cudaSuccess) {
         (void)cudaGetLastError();
         ctx.flush_buf = NULL;

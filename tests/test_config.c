@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "l2_flush.h"
 #include "npy.h"
 
 #include <dirent.h>
@@ -96,7 +97,7 @@ static void test_defaults(void) {
   CHECK_EQ_INT(cfg.measure.max_samples, 200);
   CHECK_NEAR(cfg.measure.noise_target, 0.02, 0);
   CHECK_NEAR(cfg.measure.budget_s, 2.0, 0);
-  CHECK_EQ_INT(cfg.measure.flush_l2, 1);
+  CHECK_EQ_INT(cfg.measure.flush_l2, FKM_FLUSH_CLEAN);
   CHECK_EQ_INT(cfg.n_exps, 1);
   const fkm_experiment *e = &cfg.exps[0];
   CHECK(strcmp(e->name, "e") == 0);
@@ -124,6 +125,27 @@ static void test_defaults(void) {
   fkm_config_free(&cfg); /* safe twice */
 }
 
+/* flush_l2: true is the clean flush, the two methods by name, an experiment overriding */
+static void test_flush_modes(void) {
+  fkm_config cfg;
+  fkm_status st = parse("{'name': 'f', 'measure': {'flush_l2': 'write'}, 'experiments': ["
+                        " {'name': 'e', 'op': 'assign', 'variants': ['assign/cpu_ref'], 'axes': {'N': 100, 'K': 4, 'D': 8}},"
+                        " {'name': 'g', 'op': 'assign', 'variants': ['assign/cpu_ref'], 'axes': {'N': 100, 'K': 4, 'D': 8},"
+                        "  'measure': {'flush_l2': 'clean'}},"
+                        " {'name': 'h', 'op': 'assign', 'variants': ['assign/cpu_ref'], 'axes': {'N': 100, 'K': 4, 'D': 8},"
+                        "  'measure': {'flush_l2': true}}]}",
+                        &cfg);
+  CHECK_MSG(st == FKM_OK, "%s", fkm_last_error());
+  if (st != FKM_OK) return;
+  CHECK_EQ_INT(cfg.measure.flush_l2, FKM_FLUSH_WRITE);
+  CHECK_EQ_INT(cfg.exps[0].measure.flush_l2, FKM_FLUSH_WRITE);
+  CHECK_EQ_INT(cfg.exps[1].measure.flush_l2, FKM_FLUSH_CLEAN);
+  CHECK_EQ_INT(cfg.exps[2].measure.flush_l2, FKM_FLUSH_CLEAN);
+  CHECK(strcmp(fkm_flush_mode_name(FKM_FLUSH_WRITE), "write") == 0);
+  CHECK(strcmp(fkm_flush_mode_name(FKM_FLUSH_CLEAN), "clean") == 0);
+  fkm_config_free(&cfg);
+}
+
 static void test_overrides_and_axis_forms(void) {
   fkm_config cfg;
   fkm_status st = parse("{'name': 'ov', 'description': 'two experiments',"
@@ -148,7 +170,7 @@ static void test_overrides_and_axis_forms(void) {
   CHECK_EQ_INT(cfg.measure.max_samples, 40);
   CHECK_NEAR(cfg.measure.noise_target, 0.1, 0);
   CHECK_NEAR(cfg.measure.budget_s, 2.0, 0);
-  CHECK_EQ_INT(cfg.measure.flush_l2, 1);
+  CHECK_EQ_INT(cfg.measure.flush_l2, FKM_FLUSH_CLEAN);
   /* Experiment: the top level overridden key by key. */
   const fkm_measure_cfg *m = &cfg.exps[0].measure;
   CHECK_EQ_INT(m->warmup, 1);
@@ -156,7 +178,7 @@ static void test_overrides_and_axis_forms(void) {
   CHECK_EQ_INT(m->max_samples, 40);
   CHECK_NEAR(m->noise_target, 0.1, 0);
   CHECK_NEAR(m->budget_s, 0.5, 0);
-  CHECK_EQ_INT(m->flush_l2, 0);
+  CHECK_EQ_INT(m->flush_l2, FKM_FLUSH_NONE);
   CHECK(same_measure(&cfg.exps[1].measure, &cfg.measure));
 
   const fkm_experiment *a = &cfg.exps[0], *u = &cfg.exps[1];
@@ -253,11 +275,11 @@ static void test_good_all_keys_file(void) {
   CHECK(cfg.description[0] != '\0');
   CHECK_EQ_INT(cfg.validate_max_rows, 1024);
   CHECK_EQ_INT(cfg.measure.warmup, 2);
-  CHECK_EQ_INT(cfg.measure.flush_l2, 0);
+  CHECK_EQ_INT(cfg.measure.flush_l2, FKM_FLUSH_NONE);
   CHECK_EQ_INT(cfg.exps[0].measure.warmup, 0);
   CHECK_EQ_INT(cfg.exps[0].measure.min_samples, 5);
   CHECK_EQ_INT(cfg.exps[0].measure.max_samples, 12);
-  CHECK_EQ_INT(cfg.exps[0].measure.flush_l2, 1);
+  CHECK_EQ_INT(cfg.exps[0].measure.flush_l2, FKM_FLUSH_CLEAN);
   CHECK_NEAR(cfg.exps[0].measure.budget_s, 1.5, 0);
   CHECK_EQ_INT(cfg.exps[1].measure.max_samples, 50);
 
@@ -402,7 +424,9 @@ static void test_bad_strings(void) {
   expect_parse_error("{'name': 'x', 'experiments': {}}", "experiments", "expected a non-empty array");
   expect_parse_error("{'name': 'x', 'experiments': []}", "experiments", "empty array");
   expect_parse_error("{'name': 'x', 'measure': {'flush_l2': 1}, 'experiments': []}", "measure.flush_l2",
-                     "expected true or false, got 1");
+                     "expected true, false, \"clean\" or \"write\", got 1");
+  expect_parse_error("{'name': 'x', 'measure': {'flush_l2': 'fast'}, 'experiments': []}", "measure.flush_l2",
+                     "expected true, false, \"clean\" or \"write\"");
   expect_parse_error("{'name': 'x', 'measure': {'budget_s': 0}, 'experiments': []}", "measure.budget_s",
                      "expected a positive number");
   expect_parse_error("{'name': 'x', 'experiments': [{'name': 'e', 'op': 'assign', 'variants': ['assign/cpu_ref'],"
@@ -652,6 +676,7 @@ static void test_npy_data(void) {
 int main(void) {
   test_glob();
   test_defaults();
+  test_flush_modes();
   test_overrides_and_axis_forms();
   test_good_all_keys_file();
   test_bad_configs();

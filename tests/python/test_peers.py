@@ -21,8 +21,8 @@ PEERS_DIR = SCRIPTS / "peers"
 sys.path.insert(0, str(PEERS_DIR))
 import run_peers as rp  # noqa: E402
 
-TIMING_KEYS = ["unit", "clock", "samples", "warmup", "flush_l2", "median", "q1", "q3", "min", "max", "mean",
-               "rel_stdev", "converged"]
+TIMING_KEYS = ["unit", "clock", "samples", "warmup", "flush_l2", "flush_l2_method", "median", "q1", "q3", "min",
+               "max", "mean", "rel_stdev", "converged"]
 
 
 def check_results(path, *extra):
@@ -149,8 +149,10 @@ def test_timing_dict_has_exactly_flashkms_keys():
     assert t["unit"] == "ms" and t["clock"] == "cuda_event" and t["samples"] == 5 and t["warmup"] == 3
     assert t["flush_l2"] is True and t["converged"] is True and t["median"] == 1.0
     assert t["min"] <= t["q1"] <= t["median"] <= t["q3"] <= t["max"]
+    assert t["flush_l2_method"] == "clean"
     noisy = rp.timing_dict([1.0, 2.0, 1.0, 2.0, 1.0], 0, False, 0.02, clock="host_monotonic")
     assert noisy["converged"] is False and noisy["clock"] == "host_monotonic" and noisy["flush_l2"] is False
+    assert "flush_l2_method" not in noisy  # as flashkm: the method only when flushed
     # the same keys as a committed flashkm row, less the SM clock that flashkm measures
     # itself around its samples (optional in the schema; the peers' runs have no probe)
     quick = json.loads((ROOT / "results" / "h100" / "quick.json").read_text())
@@ -469,7 +471,9 @@ def test_fake_peers_sweep(tmp_path, fake_flashkm):
     for op in ("assign", "update", "lloyd"):
         ok = rows[("peer/fake_exact", op, 2)]
         assert ok["status"] == "ok" and ok["reason"] is None and ok["validation"]["ok"] is True
-        assert list(ok["timing"]) == TIMING_KEYS and ok["timing"]["clock"] == "host_monotonic"
+        # the host clock flushes nothing: no flush method, as in flashkm's unflushed rows
+        assert list(ok["timing"]) == [k for k in TIMING_KEYS if k != "flush_l2_method"]
+        assert ok["timing"]["clock"] == "host_monotonic" and ok["timing"]["flush_l2"] is False
         assert ok["timing"]["warmup"] == 1 and 5 <= ok["timing"]["samples"] <= 30
         flops, nbytes = rp.work_of(op, 2, 256, 8, 4, "fp16")
         assert ok["derived"]["flops"] == flops and ok["derived"]["bytes"] == nbytes
