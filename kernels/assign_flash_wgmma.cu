@@ -161,11 +161,8 @@ constexpr int kMaxXSlots = 8;
 constexpr uint32_t kBarBytes = 8u * (2u * kMaxStages + 2u * kMaxXSlots);
 /* bm128: ||x||^2 of an item's rows, summed by the producer warpgroup's warps 1-3 into one
  * of two 128-float buffers after the barriers (by item parity), handed to the consumer
- * warps through named barriers (full: kXnFullBar + parity, empty: kXnEmptyBar + parity) */
+ * warps through named barriers (kXnFullBar / kXnEmptyBar + parity, below) */
 constexpr uint32_t kXnBytes = 2u * 128u * 4u;
-constexpr uint32_t kXnWarps = 3u;
-constexpr int kXnFullBar = 2, kXnEmptyBar = 4;
-constexpr int kXnBarThreads = 32 * (int)kXnWarps + 256; /* the norm warps and the consumers */
 constexpr uint32_t kAlignSlack = 1024u;
 
 struct Params {
@@ -191,6 +188,9 @@ struct Params {
 #ifdef FKM_FW_SM90A
 
 constexpr uint32_t kEmptyCount = 8u; /* one arrival per consumer warp (2 WG x 4 warps) */
+constexpr uint32_t kXnWarps = 3u;     /* the ||x||^2 warps: producer warps 1-3 */
+constexpr int kXnFullBar = 2, kXnEmptyBar = 4;
+constexpr int kXnBarThreads = 32 * (int)kXnWarps + 256; /* the norm warps and the consumers */
 
 template <int V>
 struct IntC {
@@ -466,16 +466,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int j = 0; j < 16; ++j) cnv[j] = make_float2(0.f, 0.f);
 
 #ifdef FKM_FW_PHASE_CLOCK
-  long long ph_sum[6] = {0, 0, 0, 0, 0, 0}, ph_last = clock64(), ph_tiles = 0;
-  const bool ph_on = lane == 0 && wq == 0 && blockIdx.x == 0;
-#define FW_PHASE(k)                                                                    \
-  do {                                                                                 \
-    if (ph_on) {                                                                       \
-      const long long now_ = clock64();                                                \
-      ph_sum[k] += now_ - ph_last;                                                     \
-      ph_last = now_;                                                                  \
-    }                                                                                  \
-  } while (0)
+  PhaseClock<6> ph(lane == 0 && wq == 0 && blockIdx.x == 0);
+#define FW_PHASE(k) ph.mark(k)
 #else
 #define FW_PHASE(k) \
   do {              \
@@ -593,7 +585,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     FW_PHASE(4);
     release(stage, last_tile, xslot);
 #ifdef FKM_FW_PHASE_CLOCK
-    ph_tiles++;
+    ph.tile();
 #endif
 
     pv = true;
@@ -641,10 +633,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   finalize(pv_item);
 #ifdef FKM_FW_PHASE_CLOCK
-  if (ph_on && ph_tiles) {
-    for (int k = 0; k < 6; ++k) g_fw_phase[wg][k] = ph_sum[k] / ph_tiles;
-    g_fw_phase[wg][6] = ph_tiles;
-  }
+  ph.store(g_fw_phase[wg]);
 #endif
 #undef FW_PHASE
 #elif defined(__CUDA_ARCH__)

@@ -137,14 +137,13 @@ __device__ long long g_phase_cycles[4][8];
  * then the end of each consumer warpgroup */
 constexpr int kTimelineBlocks = 1024;
 __device__ unsigned long long g_pp_timeline[kTimelineBlocks][7];
-__device__ __forceinline__ unsigned long long pp_now() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
 #define PP_TIMELINE(k, cond)                                                       \
   do {                                                                             \
-    if ((cond) && blockIdx.x < kTimelineBlocks) g_pp_timeline[blockIdx.x][k] = pp_now(); \
+    if ((cond) && blockIdx.x < kTimelineBlocks) {                                  \
+      unsigned long long t_;                                                       \
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_));                       \
+      g_pp_timeline[blockIdx.x][k] = t_;                                           \
+    }                                                                              \
   } while (0)
 #else
 #define PP_TIMELINE(k, cond) \
@@ -371,17 +370,11 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
   const int steps = ((p.items - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x) * p.T;
   int step = 0;
 #ifdef FKM_PP_PHASE_CLOCK
-  long long ph_sum[7] = {0, 0, 0, 0, 0, 0, 0}, ph_last = clock64();
-  int ph_tiles = 0;
-  const bool ph_on = lane == 0 && wq == 0 && blockIdx.x == 0;
-#define PHASE_MARK(k)                                                                  \
-  do {                                                                                 \
-    if (ph_on) {                                                                       \
-      const long long now_ = clock64();                                                \
-      ph_sum[k] += now_ - ph_last;                                                     \
-      ph_last = now_;                                                                  \
-      ph_tiles += (k) == 6;                                                            \
-    }                                                                                  \
+  PhaseClock<7> ph(lane == 0 && wq == 0 && blockIdx.x == 0);
+#define PHASE_MARK(k)      \
+  do {                     \
+    ph.mark(k);            \
+    if ((k) == 6) ph.tile(); \
   } while (0)
 #else
 #define PHASE_MARK(k) \
@@ -537,10 +530,7 @@ __device__ __forceinline__ void consume(const Params &p, const Smem &sm, int war
   }
   PP_TIMELINE(3 + wg, lane == 0 && wq == 0);
 #ifdef FKM_PP_PHASE_CLOCK
-  if (ph_on && ph_tiles) {
-    for (int k = 0; k < 7; ++k) g_phase_cycles[wg][k] = ph_sum[k] / ph_tiles;
-    g_phase_cycles[wg][7] = ph_tiles;
-  }
+  ph.store(g_phase_cycles[wg]);
 #endif
 #undef PHASE_MARK
 }

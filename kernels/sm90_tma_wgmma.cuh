@@ -242,6 +242,32 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t byt
                : "memory");
 }
 
+/* The phase clocks of the kernels' -D..._PHASE_CLOCK builds: one thread sums the SM cycles
+ * between consecutive marks per phase and counts tiles; store() writes the means per tile
+ * to out[0..N-1] and the tile count to out[N]. */
+template <int N>
+struct PhaseClock {
+  long long sum[N];
+  long long last, tiles;
+  bool on;
+  __device__ explicit PhaseClock(bool on_) : last(clock64()), tiles(0), on(on_) {
+    for (int k = 0; k < N; ++k) sum[k] = 0;
+  }
+  __device__ void mark(int k) {
+    if (on) {
+      const long long now = clock64();
+      sum[k] += now - last;
+      last = now;
+    }
+  }
+  __device__ void tile() { tiles += on ? 1 : 0; }
+  __device__ void store(long long *out) const {
+    if (!on || !tiles) return;
+    for (int k = 0; k < N; ++k) out[k] = sum[k] / tiles;
+    out[N] = tiles;
+  }
+};
+
 /* named barrier id over n threads (a multiple of 32): sync waits, arrive does not; both
  * order the caller's earlier memory accesses before the barrier's completion */
 __device__ __forceinline__ void named_bar_sync(int id, int n) {
