@@ -67,6 +67,12 @@ def check(doc, expect_complete, expect_all_ok, min_runs):
                         for k in ("before", "after"))):
                     problems.append(f"{where}.timing.sm_clock_measured_mhz is {clk!r}, "
                                     "expected {\"before\": MHz, \"after\": MHz}")
+                # optional (files written after it existed): how the L2 was emptied, only when it was
+                if "flush_l2_method" in t and not (t.get("flush_l2") is True
+                                                   and t["flush_l2_method"] in ("clean", "write")):
+                    problems.append(f"{where}.timing.flush_l2_method is {t['flush_l2_method']!r} with "
+                                    f"flush_l2 {t.get('flush_l2')!r}, expected \"clean\" or \"write\" "
+                                    "and only on flushed rows")
                 if not isinstance(row.get("derived"), dict):
                     problems.append(f"{where}.derived is missing")
             ph = row.get("phases")

@@ -516,6 +516,25 @@ def test_check_results_rejects_bad_sm_clock(tmp_path, bad):
     assert p.returncode == 1 and f"runs[{i}] ({r['variant']}).timing.sm_clock_measured_mhz is" in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize("flush, method", [(True, "fast"), (True, None), (False, "clean")])
+def test_check_results_rejects_bad_flush_method(tmp_path, flush, method):
+    doc = quick()
+    i, r = next((i, r) for i, r in enumerate(doc["runs"]) if r["status"] == "ok" and r.get("timing"))
+    r["timing"]["flush_l2"] = flush
+    r["timing"]["flush_l2_method"] = method
+    p = run("check_results.py", write(tmp_path, "bad_flush.json", doc))
+    assert p.returncode == 1 and f"runs[{i}] ({r['variant']}).timing.flush_l2_method is" in p.stderr, p.stderr
+
+
+def test_check_results_accepts_rows_without_flush_method(tmp_path):
+    doc = quick()  # files from before the key: no method on any row
+    for r in doc["runs"]:
+        if r.get("timing"):
+            r["timing"].pop("flush_l2_method", None)
+    p = run("check_results.py", write(tmp_path, "old_flush.json", doc), "--expect-complete")
+    assert p.returncode == 0, p.stderr
+
+
 # --- summarize.py ---------------------------------------------------------------------------
 
 def warned_rows(stdout):
