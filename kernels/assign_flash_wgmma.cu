@@ -312,7 +312,7 @@ __device__ long long g_fw_phase[2][7];
 
 /* kFold2: epilogue fold tile_fold (true) or the original tile_argmin (false; kept so the
  * two can be timed against each other: variant assign/flash_wgmma_v1). */
-template <bool kBF16, bool kFold2>
+template <bool kBF16, bool kFold2, bool kOwnNorms>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_assign_kernel(const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmC,
                         const Params p) {
@@ -344,7 +344,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     for (int i = 0; i < p.NXS; ++i) {
       mbar_init(xfull(i), 1);
-      mbar_init(xempty(i), kEmptyCount + kXnWarps); /* the consumers and the norm warps */
+      mbar_init(xempty(i), kEmptyCount + (kOwnNorms ? 0u : kXnWarps)); /* consumers (+ norm warps) */
     }
     /* make the initialised barriers visible to the async proxy (TMA complete_tx) */
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -385,7 +385,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
-    else if (warp >= 1) {
+    else if (!kOwnNorms && warp >= 1) {
       /* ||x||^2 of the item's 128 rows, off the consumers' path: thread i sums row i (warp 1
        * also rows 96-127), the 16-byte units of a row in an order rotated by the row so a
        * warp's loads spread over all bank groups; each X chunk is released once read (its
@@ -477,20 +477,42 @@ __global__ void __launch_bounds__(kThreads, 1)
   /* the item's rows: (score, index) minimum over the quad, and ||x||^2 from the norm warps
    * (the block's k-th item uses buffer k % 2; its empty barrier is awaited only by the
    * block's item k + 2, so the consumers arrive on it only when that item exists) */
+  float xn[2] = {0.f, 0.f}; /* kOwnNorms: this thread's share of ||x||^2 of its two rows */
   auto finalize = [&](int fitem) {
     const int fb = fitem / p.tiles_n;
     const int fn0 = (fitem - fb * p.tiles_n) * kBM;
-    const int par = ((fitem - (int)blockIdx.x) / (int)gridDim.x) & 1;
-    named_bar_sync(kXnFullBar + par, kXnBarThreads);
-    float xn[2];
+    if constexpr (!kOwnNorms) {
+      const int par = ((fitem - (int)blockIdx.x) / (int)gridDim.x) & 1;
+      named_bar_sync(kXnFullBar + par, kXnBarThreads);
 #pragma unroll
-    for (int h = 0; h < 2; ++h) xn[h] = tq == 0 ? xn_buf[par * 128 + row0 + 8 * h] : 0.f; /* the merge sums a quad */
-    if (fitem + 2 * (int)gridDim.x < p.items) named_bar_arrive(kXnEmptyBar + par, kXnBarThreads);
+      for (int h = 0; h < 2; ++h) xn[h] = tq == 0 ? xn_buf[par * 128 + row0 + 8 * h] : 0.f; /* the merge sums a quad */
+      if (fitem + 2 * (int)gridDim.x < p.items) named_bar_arrive(kXnEmptyBar + par, kXnBarThreads);
+    }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       quad_merge_write_row(bs[h], bi[h], xn[h], tq == h, fb, fn0 + row0 + 8 * h, p.N, p.labels, p.dist);
       bs[h] = INFINITY;
       bi[h] = 0;
+      xn[h] = 0.f;
+    }
+  };
+
+  /* kOwnNorms: ||x||^2 of this thread's two rows over the atoms of one X chunk, in its first
+   * tile. Whole 16-byte units of a row (the swizzle permutes within a row); lane (gq, tq)
+   * takes units (2 tq + q) ^ gq, so a warp's 32 loads hit 8 bank groups. */
+  auto add_xnorm = [&](int xslot, int na) {
+    const uint8_t *xb = smem + (size_t)xslot * chunk_bytes;
+    const uint32_t u0 = (uint32_t)(((2 * tq) ^ gq) * 16), u1 = u0 ^ 16u;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t *rp = xb + (size_t)(row0 + 8 * h) * 128u;
+      float sq = xn[h];
+      for (int a = 0; a < na; ++a) {
+        const uint8_t *ra = rp + (size_t)a * kAtomBytes;
+        sq = sumsq8<kBF16>(*reinterpret_cast<const uint4 *>(ra + u0), sq);
+        sq = sumsq8<kBF16>(*reinterpret_cast<const uint4 *>(ra + u1), sq);
+      }
+      xn[h] = sq;
     }
   };
 
@@ -558,6 +580,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         tile_argmin(accO, cnv, pv_col0 + 2 * tq, bs, bi);
       if (pv_fin) finalize(pv_item);
     }
+    if constexpr (kOwnNorms) {
+      if (t == 0) add_xnorm(xslot, min(p.CH, p.A));
+    }
     FW_PHASE(3);
     int stage = cs;
     if (++cs == p.S) { cs = 0; cph ^= 1u; }
@@ -567,6 +592,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       wg_wait<1>(); /* chunk c-1 complete */
       FW_PHASE(4);
       release(stage, last_tile, xslot);
+      if constexpr (kOwnNorms) {
+        if (t == 0) add_xnorm(xs_c, min(p.CH, p.A - c * p.CH));
+      }
       FW_PHASE(5);
       xslot = xs_c;
       stage = cs;
@@ -982,6 +1010,7 @@ struct State {
   fkm_shape s;
   Cfg cfg;
   int path;
+  bool own_norms; /* bm128: the consumers sum ||x||^2 (kOwnNorms), not producer warps 1-3 */
   float *cn;
   int sms;
   int grid;
@@ -1038,6 +1067,18 @@ static fkm_status fw_encode(State *st, const fkm_problem *p) {
   return FKM_OK;
 }
 
+/* the bm128 kernel with the norms in the consumers or in the producer warps */
+template <bool kBF16, bool kFold2>
+static const void *bm128_kernel(bool own_norms) {
+  return own_norms ? (const void *)flash_assign_kernel<kBF16, kFold2, true>
+                   : (const void *)flash_assign_kernel<kBF16, kFold2, false>;
+}
+template <bool kBF16, bool kFold2>
+static void launch_bm128(const State *st, const Params &prm, size_t sm, cudaStream_t stream) {
+  if (st->own_norms) flash_assign_kernel<kBF16, kFold2, true><<<st->grid, kThreads, sm, stream>>>(st->tmX, st->tmC, prm);
+  else flash_assign_kernel<kBF16, kFold2, false><<<st->grid, kThreads, sm, stream>>>(st->tmX, st->tmC, prm);
+}
+
 static fkm_status fw_setup_path(const fkm_problem *p, void **state, bool v1) {
   *state = nullptr;
   const fkm_shape *s = &p->s;
@@ -1065,6 +1106,12 @@ static fkm_status fw_setup_path(const fkm_problem *p, void **state, bool v1) {
   const int bm = st->path == kPathBM256 ? kBM2 : kBM;
   st->tiles_n = (int)((s->N + bm - 1) / bm);
   st->T = (int)((s->K + kBN - 1) / kBN);
+  /* The producer warps' ||x||^2 pays from two tiles an item on; with one (K <= 128) the
+   * consumers wait for it, and summing in their own first tile is faster from D = 96 on
+   * (1M x 128 x 256: 0.250 -> 0.209 ms, x 512: 0.450 -> 0.373; D = 64 0.107 -> 0.111;
+   * H100, NOTES.md). FKM_FW_OWN_NORMS=0/1 overrides, for measuring. */
+  st->own_norms = st->T == 1 && s->D > 64;
+  if (const char *e = getenv("FKM_FW_OWN_NORMS")) st->own_norms = e[0] == '1';
   const int64_t items = (int64_t)st->tiles_n * s->B;
   st->grid = (int)(items < (int64_t)sms ? items : (int64_t)sms);
 
@@ -1090,8 +1137,8 @@ static fkm_status fw_setup_path(const fkm_problem *p, void **state, bool v1) {
     const void *fn = nullptr;
     const bool bf = s->dtype == FKM_BF16;
     switch (st->path) {
-    case kPathV1: fn = bf ? (const void *)flash_assign_kernel<true, false> : (const void *)flash_assign_kernel<false, false>; break;
-    case kPathBM128: fn = bf ? (const void *)flash_assign_kernel<true, true> : (const void *)flash_assign_kernel<false, true>; break;
+    case kPathV1: fn = bf ? bm128_kernel<true, false>(st->own_norms) : bm128_kernel<false, false>(st->own_norms); break;
+    case kPathBM128: fn = bf ? bm128_kernel<true, true>(st->own_norms) : bm128_kernel<false, true>(st->own_norms); break;
     default: fn = bf ? (const void *)flash_assign_rb2_kernel<true> : (const void *)flash_assign_rb2_kernel<false>; break;
     }
     e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
@@ -1150,12 +1197,12 @@ static fkm_status fw_run(const fkm_problem *p, void *state, cudaStream_t stream)
   const size_t sm = st->cfg.smem;
   switch (st->path) {
   case kPathV1:
-    if (bf) flash_assign_kernel<true, false><<<st->grid, kThreads, sm, stream>>>(st->tmX, st->tmC, prm);
-    else flash_assign_kernel<false, false><<<st->grid, kThreads, sm, stream>>>(st->tmX, st->tmC, prm);
+    if (bf) launch_bm128<true, false>(st, prm, sm, stream);
+    else launch_bm128<false, false>(st, prm, sm, stream);
     break;
   case kPathBM128:
-    if (bf) flash_assign_kernel<true, true><<<st->grid, kThreads, sm, stream>>>(st->tmX, st->tmC, prm);
-    else flash_assign_kernel<false, true><<<st->grid, kThreads, sm, stream>>>(st->tmX, st->tmC, prm);
+    if (bf) launch_bm128<true, true>(st, prm, sm, stream);
+    else launch_bm128<false, true>(st, prm, sm, stream);
     break;
   default:
     if (bf) flash_assign_rb2_kernel<true><<<st->grid, kThreads, sm, stream>>>(st->tmX, st->tmC, prm);
