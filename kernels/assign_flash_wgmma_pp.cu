@@ -120,6 +120,7 @@ struct Params {
   int KS;      /* ceil(D / 16) k-steps */
   int S;       /* C stages */
   int NXS;     /* X slots */
+  int xbox;    /* rows of one X TMA box: an item's X arrives as BM / xbox boxes per atom */
   int norm_in_mma;           /* variant: -||c||^2 / 2 added by an extra MMA step (else in the fold) */
   const unsigned *range_flag; /* == epoch: some ||c||^2 too large for the digits, fold this run */
   unsigned epoch;
@@ -326,9 +327,10 @@ __device__ __forceinline__ void produce(const CUtensorMap *tmX, const CUtensorMa
     const int n0 = (item - b * p.tiles_n) * G::BM;
     mbar_wait(sm.xempty(xs), xph ^ 1u);
     mbar_arrive_expect_tx(sm.xfull(xs), sm.x_slot);
-    for (int a = 0; a < p.A; ++a)
-      tma_load_3d(sm.base + (uint32_t)xs * sm.x_slot + (uint32_t)a * G::XATOM, tmX, sm.xfull(xs), a * kSwizzleCols,
-                  n0, b);
+    for (int r = 0; r < G::BM; r += p.xbox) /* xbox: a multiple of 8 rows, so whole swizzle patterns */
+      for (int a = 0; a < p.A; ++a)
+        tma_load_3d(sm.base + (uint32_t)xs * sm.x_slot + (uint32_t)a * G::XATOM + (uint32_t)r * 128u, tmX,
+                    sm.xfull(xs), a * kSwizzleCols, n0 + r, b);
     if (++xs == p.NXS) { xs = 0; xph ^= 1u; }
     for (int t = 0; t < p.T; ++t) {
       mbar_wait(sm.cempty(cs), cph ^ 1u);
@@ -665,6 +667,7 @@ static bool record_fold_on(const Shape &g, const fkm_shape *s) {
 
 struct Cfg {
   int A, KS, S, NXS;
+  int xbox; /* rows of an X TMA box (make_cfg) */
   size_t smem;
 };
 
@@ -676,6 +679,16 @@ static int make_cfg(const Shape &g, bool norm_mma, int64_t D, int64_t smem_optin
   c->A = (int)((D + 63) / 64);
   c->KS = (int)((D + 15) / 16);
   c->NXS = kMaxXSlots;
+  /* With two or more atoms (D > 64), an item's X in boxes of 64 rows, atom after atom for
+   * each: a row's halves then arrive close together instead of a whole atom (BM rows) apart
+   * (H100, same build, box rows 64 vs BM: pp3 1M x 128 x 128 0.1165 -> 0.1127 ms, 32 x 75600
+   * x 128 x 128 0.258 -> 0.250 with 32 rows; 8 rows: 0.198). One atom: one box (64 rows
+   * measured 0.0797 -> 0.0801 at D = 64). FKM_PP_XBOX sets it, for measuring. */
+  c->xbox = c->A >= 2 ? 64 : g.bm;
+  if (const char *e = getenv("FKM_PP_XBOX")) {
+    const int v = atoi(e);
+    if (v >= 8 && v % 8 == 0 && g.bm % v == 0) c->xbox = v;
+  }
   const int64_t fixed = kAlignSlack + kBarBytes + (int64_t)c->NXS * c->A * g.xatom;
   const int64_t stage = (int64_t)c->A * g.catom + (norm_mma ? g.natom : 0u);
   if (smem_optin <= fixed) return -1;
@@ -738,7 +751,7 @@ static void pp_teardown(void *state) {
 }
 
 static fkm_status pp_encode(State *st, const fkm_problem *p) {
-  FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B, st->g.bm, st->g.name));
+  FKM_TRY(encode_map(&st->tmX, p->x, p->s.dtype, p->s.D, p->s.N, p->s.B, st->cfg.xbox, st->g.name));
   FKM_TRY(encode_map(&st->tmC, p->c, p->s.dtype, p->s.D, p->s.K, p->s.B, st->g.bn, st->g.name));
   st->x = p->x;
   st->c = p->c;
@@ -863,6 +876,7 @@ static fkm_status pp_run(const fkm_problem *p, void *state, cudaStream_t stream)
   prm.KS = st->cfg.KS;
   prm.S = st->cfg.S;
   prm.NXS = st->cfg.NXS;
+  prm.xbox = st->cfg.xbox;
   prm.norm_in_mma = st->norm_mma ? 1 : 0;
   prm.range_flag = st->range_flag;
   prm.epoch = st->epoch;
