@@ -22,7 +22,8 @@
  * *
  * Block roles (warp specialisation, setmaxnreg 40 / 232)
  *   warpgroup 0 (producer): one thread issues every TMA; in the bm128 kernel warps 1-3 sum
- *     ||x||^2 of each item's rows from its X tile (the rest of warp 0 exits; bm256: all).
+ *     ||x||^2 of each item's rows from its X tile (the rest of warp 0 exits; bm256, and
+ *     bm128 with one centroid tile an item: all, kOwnNorms below).
  *   warpgroups 1, 2 (consumers): wgmma.m64n128k16 (fp32 accum) with A = X rows and
  *     B = a 128-centroid tile, both from shared memory through descriptors (K-major,
  *     128-byte swizzle); two accumulator sets of 64 fp32 registers per thread.
@@ -100,7 +101,9 @@
  *   each X chunk slot until they have read it; the sums reach the consumers' item finalize
  *   through two 128-float buffers and named barriers. Summed by the consumers in an item's
  *   first tile, they emptied both warpgroups' MMA queues at once (1M x 1024 x 512: 1.78 ->
- *   1.61 ms together with the prefetch's removal, H100; NOTES.md).
+ *   1.61 ms together with the prefetch's removal, H100; NOTES.md). With a single centroid
+ *   tile an item (K <= 128) the norm warps' sums arrive too late for it, and the consumers
+ *   sum their own rows in that tile (kOwnNorms, D > 64: 1M x 128 x 256 0.250 -> 0.209 ms).
  *
  * Epilogue: thread (warp w of the warpgroup, lane = 4g + q) holds rows 16w+g and 16w+g+8
  *   of a 64-row block and columns 8j + 2q + {0,1}, j = 0..15 (wgmma D fragment layout).
@@ -475,6 +478,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 
   /* the item's rows: (score, index) minimum over the quad, and ||x||^2 from the norm warps
+   * (kOwnNorms: from add_xnorm below)
    * (the block's k-th item uses buffer k % 2; its empty barrier is awaited only by the
    * block's item k + 2, so the consumers arrive on it only when that item exists) */
   float xn[2] = {0.f, 0.f}; /* kOwnNorms: this thread's share of ||x||^2 of its two rows */

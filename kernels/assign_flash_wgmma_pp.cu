@@ -681,9 +681,10 @@ static int make_cfg(const Shape &g, bool norm_mma, int64_t D, int64_t smem_optin
   c->NXS = kMaxXSlots;
   /* With two or more atoms (D > 64), an item's X in boxes of 64 rows, atom after atom for
    * each: a row's halves then arrive close together instead of a whole atom (BM rows) apart
-   * (H100, same build, box rows 64 vs BM: pp3 1M x 128 x 128 0.1165 -> 0.1127 ms, 32 x 75600
-   * x 128 x 128 0.258 -> 0.250 with 32 rows; 8 rows: 0.198). One atom: one box (64 rows
-   * measured 0.0797 -> 0.0801 at D = 64). FKM_PP_XBOX sets it, for measuring. */
+   * (H100, A/B of the builds: pp3 1M x 128 x 128 0.1139 -> 0.1095 ms, 32 x 75600 x 128 x
+   * 128 0.253 -> 0.248; 8-row boxes: 0.198; no change where the MMAs set the pace). One
+   * atom: one box (64 rows measured 0.0797 -> 0.0801 at D = 64). FKM_PP_XBOX sets it, for
+   * measuring. */
   c->xbox = c->A >= 2 ? 64 : g.bm;
   if (const char *e = getenv("FKM_PP_XBOX")) {
     const int v = atoi(e);

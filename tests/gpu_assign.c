@@ -23,7 +23,8 @@ static const shape_case shapes[] = {
     {1, 9000, 4500, 64, FKM_DATA_NORMAL}, /* K past flash_wgmma_pp's norm-step threshold */
     {4, 1500, 257, 136, FKM_DATA_SKEWED}, {1, 9000, 4096, 64, FKM_DATA_BLOBS}, {1, 1000, 999, 8, FKM_DATA_NORMAL},
     {2, 300000, 128, 64, FKM_DATA_BLOBS}, {3, 100000, 300, 128, FKM_DATA_SKEWED}, {1, 255, 200, 128, FKM_DATA_BLOBS},
-    {2, 40000, 200, 64, FKM_DATA_NORMAL}, /* more items than SMs within the sanitizer runs (80000 points): blocks of several items */
+    {2, 40000, 200, 64, FKM_DATA_NORMAL}, /* more items than SMs (blocks of several items) at a size a
+                                             sanitizer run takes with FKM_TEST_MAX_POINTS=80000 */
 };
 
 enum { ADV_NONE, ADV_DUPLICATE_CENTROIDS, ADV_EQUAL_POINTS, ADV_LARGE, ADV_SMALL, ADV_MIXED, ADV_HUGE };
